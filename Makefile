@@ -1,0 +1,69 @@
+# Build, test and release targets for linkwatch_exporter.
+#
+# Tools (promu, staticcheck) are pinned in the separate tools module
+# (tools/go.mod) and run through `go tool`, so nothing has to be installed
+# beyond Go itself: the first run downloads them through the module proxy.
+
+GO          ?= go
+GOFMT       ?= gofmt
+TOOLS_MOD   := tools/go.mod
+PROMU       := $(GO) tool -modfile=$(TOOLS_MOD) promu
+STATICCHECK := $(GO) tool -modfile=$(TOOLS_MOD) staticcheck
+PREFIX      ?= .
+TARBALL_DIR ?= .tarballs
+
+# promu fails in a git repository that has no commits yet ("unable to get
+# the current branch"). In that case (or outside git) build the tree as
+# non-git: promu then stamps Branch/Revision as "non-git", and go's own VCS
+# stamping has to be switched off as it cannot read the hidden repository.
+ifeq ($(shell git rev-parse --verify -q HEAD 2>/dev/null),)
+PROMU_ENV := GIT_DIR=/nonexistent GOFLAGS="$(GOFLAGS) -buildvcs=false"
+endif
+
+.PHONY: all
+all: lint build test
+
+.PHONY: build
+build:
+	@echo ">> building binaries"
+	$(PROMU_ENV) $(PROMU) build --prefix $(PREFIX)
+
+.PHONY: test
+test:
+	@echo ">> vetting code"
+	$(GO) vet ./...
+	@echo ">> running tests (race detector)"
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+.PHONY: test-short
+test-short:
+	@echo ">> running short tests"
+	$(GO) test -short ./...
+
+.PHONY: lint
+lint:
+	@echo ">> vetting code"
+	$(GO) vet ./...
+	@echo ">> checking code style"
+	@unformatted="$$($(GOFMT) -l .)" || exit 1; \
+	if [ -n "$$unformatted" ]; then \
+		echo "gofmt needed on:"; echo "$$unformatted"; \
+		echo "run 'make fmt' to fix"; exit 1; \
+	fi
+	@echo ">> running staticcheck"
+	$(STATICCHECK) ./...
+
+.PHONY: fmt
+fmt:
+	@echo ">> formatting code"
+	$(GOFMT) -w .
+
+.PHONY: tarball
+tarball: build
+	@echo ">> building release tarball"
+	$(PROMU_ENV) $(PROMU) tarball --prefix $(TARBALL_DIR) $(PREFIX)
+
+.PHONY: clean
+clean:
+	@echo ">> cleaning"
+	rm -rf ./linkwatch_exporter ./.build ./$(TARBALL_DIR)
