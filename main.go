@@ -48,8 +48,8 @@ func run() int {
 				Default("/metrics").String()
 		toolkitFlags = kingpinflag.AddFlags(kingpin.CommandLine, defaultAddress)
 		readBuffer   = kingpin.Flag("watcher.read-buffer",
-				"Receive buffer of the notification socket in bytes; the kernel doubles it. Too small a buffer loses notifications in bursts (counted as overruns, followed by a resync).").
-				Default("4194304").Int()
+			"Receive buffer of the notification socket in bytes; the kernel doubles it. Too small a buffer loses notifications in bursts (counted as overruns, followed by a resync).").
+			Default("4194304").Int()
 		include = kingpin.Flag("watcher.device-include",
 			"Regular expression of device names to export (anchored); empty exports all.").PlaceHolder("REGEX").String()
 		exclude = kingpin.Flag("watcher.device-exclude",

@@ -43,7 +43,7 @@ type Collector struct {
 	mu  sync.Mutex
 	buf []watcher.Link
 
-	up, adminUp, carrier, operState, info, mtu            *prometheus.Desc
+	up, adminUp, carrier, operState, info, mtu           *prometheus.Desc
 	carrierChanges, carrierUpChanges, carrierDownChanges *prometheus.Desc
 	transitions, lastChange, untimed                     *prometheus.Desc
 	downDuration, upDuration                             *prometheus.Desc

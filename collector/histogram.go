@@ -18,7 +18,7 @@ import (
 type histogram struct {
 	desc    *prometheus.Desc
 	labels  []*dto.LabelPair
-	h       *watcher.Histogram
+	h       watcher.Histogram // a copy: the snapshot's buffer is reused
 	bounds  []float64
 	native  bool
 	created time.Time
@@ -26,7 +26,7 @@ type histogram struct {
 
 func (c *Collector) histogram(d *prometheus.Desc, h *watcher.Histogram, created time.Time, lv ...string) prometheus.Metric {
 	return &histogram{
-		desc: d, labels: prometheus.MakeLabelPairs(d, lv), h: h,
+		desc: d, labels: prometheus.MakeLabelPairs(d, lv), h: *h,
 		bounds: c.opts.Buckets, native: c.opts.NativeHistograms, created: created,
 	}
 }
