@@ -252,6 +252,7 @@ func (l *link) setState(u *update) {
 // carrier counters and whether the link changed in a way subscribers care
 // about.
 func (l *link) update(u *update, now time.Time, exact bool, t *table) (ups, downs uint32, changed bool) {
+	prevName := l.Name
 	l.setAttrs(u, t)
 	prev := l.Link
 	l.setState(u)
@@ -288,7 +289,7 @@ func (l *link) update(u *update, now time.Time, exact bool, t *table) (ups, down
 	if changed {
 		l.LastChange = now
 	}
-	return ups, downs, changed || l.Name != prev.Name
+	return ups, downs, changed || l.Name != prevName
 }
 
 // account closes and opens carrier periods for a message whose counters grew
@@ -299,12 +300,16 @@ func (l *link) account(wasUp bool, ups, downs uint32, now time.Time, exact bool,
 		return
 	}
 	isUp := l.Carrier
+	// A period is timed only if both its ends came in their own notification
+	// and at distinct receive times: two changes read in one batch share a
+	// timestamp, which says nothing about how far apart they were.
 	single := exact && ups+downs == 1
+	timed := single && l.periodExact && now.After(l.periodStart)
 	// The period that was open ends here.
 	switch {
-	case wasUp && single && l.periodExact:
+	case wasUp && timed:
 		l.UpDurations.observe(now.Sub(l.periodStart).Seconds(), t.bounds, t.native)
-	case !wasUp && l.periodCounted && single && l.periodExact:
+	case !wasUp && l.periodCounted && timed:
 		l.DownDurations.observe(now.Sub(l.periodStart).Seconds(), t.bounds, t.native)
 	case !wasUp && l.periodCounted:
 		l.UntimedDown++
