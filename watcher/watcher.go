@@ -78,6 +78,9 @@ type Watcher struct {
 	minBO  time.Duration
 	maxBO  time.Duration
 
+	ready     chan struct{}
+	readyOnce sync.Once
+
 	mu    sync.RWMutex
 	table *table
 	stats Stats
@@ -102,6 +105,7 @@ func New(open Opener, o Options) *Watcher {
 	}
 	return &Watcher{
 		open: open, now: o.Now, logger: o.Logger, minBO: o.MinBackoff, maxBO: o.MaxBackoff,
+		ready: make(chan struct{}),
 		table: newTable(o.Buckets, o.NativeHistograms, filter{include: o.Include, exclude: o.Exclude}),
 	}
 }
@@ -204,8 +208,13 @@ func (w *Watcher) resync(src Source) error {
 		w.applyLocked(m, &u, now, false)
 	}
 	w.table.endResync(now, w.publishLocked)
+	w.readyOnce.Do(func() { close(w.ready) })
 	return nil
 }
+
+// Ready returns a channel that is closed once the first full dump has been
+// applied, so that Lookup and Snapshot describe every link.
+func (w *Watcher) Ready() <-chan struct{} { return w.ready }
 
 // applyBatch applies one batch of notifications, all stamped with one
 // receive time.
