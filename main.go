@@ -62,13 +62,27 @@ func run() int {
 			Default(collector.FormatBuckets(collector.DefaultBuckets)).String()
 		native = kingpin.Flag("collector.native-histograms",
 			"Also expose the duration histograms as native histograms (protobuf exposition).").Bool()
+		fo failoverFlags
 	)
+	kingpin.Flag("config.file", "Route failover policy file (YAML). Without it failover is off and no privilege is needed.").
+		PlaceHolder("FILE").StringVar(&fo.configFile)
+	kingpin.Flag("config.check", "Validate the policy file given by --config.file and exit.").BoolVar(&fo.configCheck)
+	kingpin.Flag("webhook.path", "Path of the Alertmanager webhook (served only with --config.file).").
+		Default("/webhook/alertmanager").StringVar(&fo.webhookPath)
+	kingpin.Flag("webhook.bearer-token-file", "File holding the bearer token the webhook requires (Authorization: Bearer); read on each request.").
+		PlaceHolder("FILE").StringVar(&fo.bearerTokenFile)
+	kingpin.Flag("webhook.max-body-bytes", "Largest accepted webhook request body; larger ones get 413.").
+		Default("1048576").Int64Var(&fo.maxBodyBytes)
 	logConfig := &promslog.Config{}
 	flag.AddFlags(kingpin.CommandLine, logConfig)
 	kingpin.Version(version.Print(programName))
 	kingpin.HelpFlag.Short('h')
 	kingpin.Parse()
 	logger := promslog.New(logConfig)
+	fo.netns = *netns
+	if exit, code := checkConfig(fo, logger); exit {
+		return code
+	}
 
 	bounds, err := collector.ParseBuckets(*buckets)
 	if err != nil {
@@ -111,6 +125,11 @@ func run() int {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collector.New(w, collector.Options{Buckets: bounds, NativeHistograms: *native}),
 	)
+	failover, err := newFailover(fo, w, reg, logger)
+	if err != nil {
+		logger.Error("cannot set up route failover", "err", err)
+		return 1
+	}
 
 	errLog := slog.NewLogLogger(logger.Handler(), slog.LevelError)
 	http.Handle(*metricsPath, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
@@ -132,8 +151,19 @@ func run() int {
 		http.Handle("/", landing)
 	}
 
+	if failover != nil {
+		if err := failover.handle(http.DefaultServeMux, fo, reg, logger); err != nil {
+			logger.Error("cannot set up the webhook", "err", err)
+			return 1
+		}
+	}
+
 	watchErr := make(chan error, 1)
 	go func() { watchErr <- w.Run(ctx) }()
+	failoverErr := make(chan error, 1)
+	if failover != nil {
+		go func() { failoverErr <- failover.run(ctx, w.Ready(), logger) }()
+	}
 
 	srv := &http.Server{ErrorLog: errLog, ReadHeaderTimeout: 10 * time.Second}
 	serveErr := make(chan error, 1)
@@ -148,6 +178,11 @@ func run() int {
 	case err := <-serveErr:
 		logger.Error("cannot serve HTTP", "err", err)
 		return 1
+	case err := <-failoverErr:
+		if err != nil {
+			logger.Error("route failover stopped", "err", err)
+			return 1
+		}
 	case <-ctx.Done():
 	}
 	logger.Info("shutting down")
@@ -157,9 +192,16 @@ func run() int {
 		logger.Warn("HTTP shutdown", "err", err)
 	}
 	stop()
+	deadline := time.After(400 * time.Millisecond)
 	select {
 	case <-watchErr:
-	case <-time.After(500 * time.Millisecond):
+	case <-deadline:
+	}
+	if failover != nil {
+		select {
+		case <-failoverErr:
+		case <-deadline:
+		}
 	}
 	return 0
 }

@@ -126,6 +126,12 @@ func (e *Engine) setConfig(cfg *Config, now time.Time, old []*policyState) (remo
 			ps.healthy, ps.healthySince = e.healthy(p.Device), now
 		}
 		delete(byName, p.Name)
+		// Compare routes as the kernel reports them (an IPv6 metric of 0
+		// is stored as 1024, table 0 as main).
+		p.Routes = slices.Clone(p.Routes)
+		for i, r := range p.Routes {
+			p.Routes[i] = NormalizeRoute(r)
+		}
 		ps.p = p
 		ps.installed = false // routes may have changed: check them all again
 		e.policies = append(e.policies, ps)

@@ -413,3 +413,27 @@ func TestEngineRunAndMetrics(t *testing.T) {
 		t.Errorf("Alerts without Run: %v, want ErrTemporary", err)
 	}
 }
+
+func TestIPv6MetricZeroIsNotReinstalled(t *testing.T) {
+	p := testPolicy(TriggerLink)
+	v6 := Route{Destination: netip.MustParsePrefix("::/0"), Gateway: netip.MustParseAddr("fd00::2"), Device: "lwt-b", Table: 254}
+	p.Routes = []Route{v6}
+	k := newFakeKernel()
+	h := newHarness(t, p, k)
+	h.links.set("lwt-a", false)
+	h.at(0)
+	h.at(2 * time.Second)
+	// The kernel reports the route with metric 1024; a later reconcile must
+	// see it as installed, not replace it again.
+	k.mu.Lock()
+	k.calls = nil
+	k.mu.Unlock()
+	h.at(3 * time.Second)
+	h.at(15 * time.Second)
+	if len(k.calls) != 0 {
+		t.Errorf("route touched again: %v", k.calls)
+	}
+	if diff := cmp.Diff([]string{"default via fd00::2 dev lwt-b metric 1024"}, k.installed()); diff != "" {
+		t.Errorf("unexpected routes (-want +got):\n%s", diff)
+	}
+}

@@ -277,6 +277,20 @@ func (w *Watcher) Lookup(name string) (Link, bool) {
 	return w.table.lookup(name)
 }
 
+// LookupIndex returns the state of the link with the given ifindex, whether
+// or not it is exported.
+func (w *Watcher) LookupIndex(index int32) (Link, bool) {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	l := w.table.links[index]
+	if l == nil {
+		return Link{}, false
+	}
+	c := l.Link
+	c.Master = w.table.masterName(l.master)
+	return c, true
+}
+
 // sleep waits for d or until ctx is canceled, and reports whether it waited
 // the whole time.
 func sleep(ctx context.Context, d time.Duration) bool {
