@@ -59,7 +59,7 @@ func checkConfig(f failoverFlags, logger *slog.Logger) (exit bool, code int) {
 // newFailover loads the policy file and opens what failover needs. It returns
 // nil, nil when no policy file is given: failover is then off and the
 // exporter needs no privilege.
-func newFailover(f failoverFlags, w *watcher.Watcher, reg prometheus.Registerer, logger *slog.Logger) (*failover, error) {
+func newFailover(ctx context.Context, f failoverFlags, w *watcher.Watcher, reg prometheus.Registerer, logger *slog.Logger) (*failover, error) {
 	if f.configFile == "" {
 		return nil, nil
 	}
@@ -98,8 +98,12 @@ func newFailover(f failoverFlags, w *watcher.Watcher, reg prometheus.Registerer,
 		}
 	}
 	sub := w.Subscribe()
+	recheck, err := routes.WatchAddresses(ctx, f.netns)
+	if err != nil {
+		return nil, err
+	}
 	engine := routes.NewEngine(cfg, routes.EngineOptions{
-		Kernel: kernel, Links: w, Transitions: sub, Now: time.Now,
+		Kernel: kernel, Links: w, Transitions: sub, Recheck: recheck, Now: time.Now,
 		Logger: logger.With("component", "failover"),
 	})
 	reloader := routes.NewReloader(f.configFile, engine, loadedAt, time.Now, logger.With("component", "config"))

@@ -125,7 +125,7 @@ func run() int {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collector.New(w, collector.Options{Buckets: bounds, NativeHistograms: *native}),
 	)
-	failover, err := newFailover(fo, w, reg, logger)
+	failover, err := newFailover(ctx, fo, w, reg, logger)
 	if err != nil {
 		logger.Error("cannot set up route failover", "err", err)
 		return 1

@@ -30,6 +30,10 @@ type EngineOptions struct {
 	Kernel      Kernel
 	Links       LinkState
 	Transitions Transitions
+	// Recheck, if not nil, receives a value whenever the installed routes
+	// may have changed without a route notification (address changes); the
+	// engine then reconciles if any policy is failed over.
+	Recheck <-chan struct{}
 	// Now is the clock; durations use its monotonic reading.
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -44,12 +48,13 @@ type EngineOptions struct {
 // A single goroutine (Run) owns the state; the webhook and reloads reach it
 // through requests.
 type Engine struct {
-	kernel Kernel
-	links  LinkState
-	trans  Transitions
-	now    func() time.Time
-	logger *slog.Logger
-	reqs   chan request
+	kernel  Kernel
+	links   LinkState
+	trans   Transitions
+	recheck <-chan struct{}
+	now     func() time.Time
+	logger  *slog.Logger
+	reqs    chan request
 
 	// mu guards everything below; Run holds it while it works, Collect
 	// while it reads.
@@ -103,7 +108,7 @@ func NewEngine(cfg *Config, o EngineOptions) *Engine {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	e := &Engine{
-		kernel: o.Kernel, links: o.Links, trans: o.Transitions, now: o.Now, logger: o.Logger,
+		kernel: o.Kernel, links: o.Links, trans: o.Transitions, recheck: o.Recheck, now: o.Now, logger: o.Logger,
 		reqs: make(chan request), dampers: make(map[string]*damper), groups: make(map[string]map[string]bool),
 	}
 	e.setConfig(cfg, o.Now(), nil)
@@ -170,6 +175,12 @@ func (e *Engine) Run(ctx context.Context) error {
 			relevant := e.onTransitions(e.trans.Drain())
 			if relevant || e.anyActive() {
 				next, _ = e.step(now)
+			}
+			e.mu.Unlock()
+		case <-e.recheck:
+			e.mu.Lock()
+			if e.anyActive() {
+				next, _ = e.step(e.now())
 			}
 			e.mu.Unlock()
 		case r := <-e.reqs:

@@ -1,0 +1,741 @@
+// Package integration runs the real linkwatch_exporter binary against veth
+// pairs in throw-away network namespaces and checks what it exports against
+// the kernel's own counters.
+//
+// Every namespace and interface the tests create is named lwt-*; interfaces
+// only ever live inside a namespace made by the test, never in the host's.
+// Tests that need root or iproute2 fail when CI=true and cannot run, and skip
+// otherwise.
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"golang.org/x/sys/unix"
+)
+
+// binary is the race-enabled exporter built by TestMain.
+var binary string
+
+func TestMain(m *testing.M) {
+	os.Exit(runTests(m))
+}
+
+func runTests(m *testing.M) int {
+	flag.Parse()
+	dir, err := os.MkdirTemp("", "lwt-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "integration:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	// TestUnprivileged runs the binary as nobody: the directory must be
+	// searchable by everyone.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, "integration:", err)
+		return 1
+	}
+	binary = filepath.Join(dir, "linkwatch_exporter")
+	start := time.Now()
+	build := exec.Command("go", "build", "-race", "-o", binary, "github.com/linkwatch/linkwatch_exporter")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "integration: building the exporter: %v\n%s", err, out)
+		return 1
+	}
+	if testing.Verbose() {
+		fmt.Printf("integration: built %s in %v\n", binary, time.Since(start).Round(time.Millisecond))
+	}
+	return m.Run()
+}
+
+// binaryEnv is the environment of every exporter the tests run. The race
+// runtime sleeps one second at exit by default (atexit_sleep_ms=1000), which
+// would hide how fast the exporter itself shuts down.
+func binaryEnv() []string {
+	return append(os.Environ(), "GORACE=atexit_sleep_ms=0")
+}
+
+// ciMode is true when the environment cannot be an excuse for not testing.
+func ciMode() bool { return os.Getenv("CI") == "true" }
+
+// unavailable fails the test when CI=true and skips it otherwise.
+func unavailable(t testing.TB, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if ciMode() {
+		t.Fatalf("CI=true but the test cannot run: %s", msg)
+	}
+	t.Skip(msg)
+}
+
+// requireRoot makes sure the test can create network namespaces.
+func requireRoot(t testing.TB) {
+	t.Helper()
+	if euid := os.Geteuid(); euid != 0 {
+		unavailable(t, "needs root, euid is %d", euid)
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		unavailable(t, "needs iproute2: %v", err)
+	}
+	if out, err := exec.Command("ip", "netns", "list").CombinedOutput(); err != nil {
+		unavailable(t, "ip netns list: %v: %s", err, out)
+	}
+}
+
+// requireTool returns the path of an executable the test needs.
+func requireTool(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		unavailable(t, "needs %s: %v", name, err)
+	}
+	return p
+}
+
+// A netns is a network namespace made by the test.
+type netns struct {
+	Name string // lwt-<short>-<pid>
+	Path string // /run/netns/Name
+}
+
+// newNetns creates the namespace lwt-<short>-<pid>, brings its lo up and
+// deletes it (and with it every interface inside) when the test ends.
+func newNetns(t testing.TB, short string) netns {
+	t.Helper()
+	ns := netns{Name: fmt.Sprintf("lwt-%s-%d", short, os.Getpid())}
+	ns.Path = "/run/netns/" + ns.Name
+	if _, err := os.Stat(ns.Path); err == nil {
+		t.Logf("deleting stale namespace %s", ns.Name)
+		if out, err := exec.Command("ip", "netns", "del", ns.Name).CombinedOutput(); err != nil {
+			t.Fatalf("ip netns del %s: %v: %s", ns.Name, err, out)
+		}
+	}
+	if out, err := exec.Command("ip", "netns", "add", ns.Name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add %s: %v: %s", ns.Name, err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("ip", "netns", "del", ns.Name).CombinedOutput(); err != nil {
+			t.Errorf("ip netns del %s: %v: %s", ns.Name, err, out)
+		}
+	})
+	ip(t, ns, "link", "set", "lo", "up")
+	return ns
+}
+
+// ip runs `ip -n NS args...` and returns its output.
+func ip(t testing.TB, ns netns, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("ip", append([]string{"-n", ns.Name}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip -n %s %s: %v: %s", ns.Name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// ipBatch runs the ip commands in lines (without the leading "ip") in one
+// `ip -n NS -batch -`, which stops at the first failing command.
+func ipBatch(t testing.TB, ns netns, lines []string) {
+	t.Helper()
+	cmd := exec.Command("ip", "-n", ns.Name, "-batch", "-")
+	cmd.Stdin = strings.NewReader(strings.Join(lines, "\n") + "\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ip -n %s -batch (%d commands): %v: %s", ns.Name, len(lines), err, out)
+	}
+}
+
+// counters are a device's carrier counters as sysfs shows them.
+type counters struct {
+	Changes, Up, Down uint64
+}
+
+// readSysfs reads carrier_changes, carrier_up_count and carrier_down_count
+// of the devices (all of the namespace's if none are given) with a single
+// `ip netns exec`, which mounts the namespace's own /sys. It never reads the
+// carrier file, which would make the kernel flush pending link events.
+func readSysfs(ns netns, devices ...string) (map[string]counters, error) {
+	const script = `cd /sys/class/net || exit 1
+[ $# -gt 0 ] || set -- *
+for d in "$@"; do
+	read c < "$d/carrier_changes" && read u < "$d/carrier_up_count" && read w < "$d/carrier_down_count" || exit 1
+	echo "$d $c $u $w"
+done`
+	args := append([]string{"netns", "exec", ns.Name, "sh", "-c", script, "sh"}, devices...)
+	var stderr bytes.Buffer
+	cmd := exec.Command("ip", args...)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("reading sysfs counters in %s: %v: %s", ns.Name, err, stderr.Bytes())
+	}
+	res := make(map[string]counters)
+	for line := range strings.Lines(string(out)) {
+		f := strings.Fields(line)
+		if len(f) != 4 {
+			return nil, fmt.Errorf("unexpected sysfs line %q", line)
+		}
+		var c [3]uint64
+		for i := range c {
+			if c[i], err = strconv.ParseUint(f[i+1], 10, 64); err != nil {
+				return nil, fmt.Errorf("sysfs line %q: %v", line, err)
+			}
+		}
+		res[f[0]] = counters{Changes: c[0], Up: c[1], Down: c[2]}
+	}
+	for _, d := range devices {
+		if _, ok := res[d]; !ok {
+			return nil, fmt.Errorf("no sysfs counters for %s", d)
+		}
+	}
+	return res, nil
+}
+
+// sysfsCounters is readSysfs that fails the test on error.
+func sysfsCounters(t testing.TB, ns netns, devices ...string) map[string]counters {
+	t.Helper()
+	c, err := readSysfs(ns, devices...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// eventually calls f every 100 ms until it returns nil, and fails the test
+// with f's last error if that does not happen within timeout. It returns how
+// long it waited.
+func eventually(t testing.TB, timeout time.Duration, f func() error) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		err := f()
+		if err == nil {
+			return time.Since(start)
+		}
+		if time.Since(start) > timeout {
+			t.Fatalf("condition not met within %v: %v", timeout, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// syncBuffer is a bytes.Buffer that a process may write while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+const raceWarning = "WARNING: DATA RACE"
+
+// checkRace fails the test if the race-enabled binary reported a race.
+func checkRace(t testing.TB, output string) {
+	t.Helper()
+	if strings.Contains(output, raceWarning) {
+		t.Errorf("the exporter reported a data race:\n%s", output)
+	}
+}
+
+// A process is a running exporter started by the test.
+type process struct {
+	cmd     *exec.Cmd
+	out     *syncBuffer
+	done    chan struct{} // closed when the process has exited
+	waitErr error         // valid after done is closed
+}
+
+// launch starts cmd, capturing its output, and registers a cleanup that stops
+// it with SIGTERM and requires a clean exit within a second.
+func launch(t testing.TB, cmd *exec.Cmd) *process {
+	t.Helper()
+	p := &process{cmd: cmd, out: &syncBuffer{}, done: make(chan struct{})}
+	cmd.Env = binaryEnv()
+	cmd.Stdout, cmd.Stderr = p.out, p.out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", cmd, err)
+	}
+	go func() {
+		p.waitErr = cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() { p.stop(t) })
+	return p
+}
+
+func (p *process) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop sends SIGTERM to the process and requires it to exit with status 0
+// within one second.
+func (p *process) stop(t testing.TB) {
+	t.Helper()
+	pid := p.cmd.Process.Pid
+	if p.exited() {
+		t.Errorf("exporter (pid %d) exited before the test ended: %v", pid, p.waitErr)
+	} else {
+		if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+			t.Errorf("SIGTERM to pid %d: %v", pid, err)
+		}
+		start := time.Now()
+		select {
+		case <-p.done:
+			took := time.Since(start)
+			if p.waitErr != nil {
+				t.Errorf("exporter (pid %d) exited with %v after SIGTERM", pid, p.waitErr)
+			} else {
+				t.Logf("exporter (pid %d) exited cleanly %v after SIGTERM", pid, took.Round(time.Millisecond))
+			}
+		case <-time.After(time.Second):
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			<-p.done
+			t.Errorf("exporter (pid %d) did not exit within 1s of SIGTERM; killed it", pid)
+		}
+	}
+	out := p.out.String()
+	checkRace(t, out)
+	if t.Failed() {
+		t.Logf("exporter output:\n%s", out)
+	}
+}
+
+// An exporter is the binary watching a test namespace from the host
+// namespace.
+type exporter struct {
+	*process
+	addr string // host:port of the HTTP server
+}
+
+// freeAddr returns a loopback address with a port that was free a moment ago.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+// startExporter runs the binary in the host namespace watching ns, and waits
+// until it serves metrics with linkwatch_watcher_up 1.
+func startExporter(t testing.TB, ns netns, extraFlags ...string) *exporter {
+	t.Helper()
+	addr := freeAddr(t)
+	args := append([]string{"--watcher.netns", ns.Path, "--web.listen-address", addr}, extraFlags...)
+	e := &exporter{process: launch(t, exec.Command(binary, args...)), addr: addr}
+	start := time.Now()
+	eventually(t, 20*time.Second, func() error {
+		if e.exited() {
+			t.Fatalf("exporter exited while starting: %v\n%s", e.waitErr, e.out.String())
+		}
+		f, err := e.tryScrape()
+		if err != nil {
+			return err
+		}
+		return f.want("linkwatch_watcher_up", 1)
+	})
+	t.Logf("exporter pid %d serving on %s after %v", e.cmd.Process.Pid, addr, time.Since(start).Round(time.Millisecond))
+	return e
+}
+
+var httpClient = &http.Client{
+	Timeout:   10 * time.Second,
+	Transport: &http.Transport{DisableKeepAlives: true},
+}
+
+// get fetches path from the exporter with the given Accept header (none if
+// empty).
+func (e *exporter) get(path, accept string) ([]byte, http.Header, error) {
+	req, err := http.NewRequest(http.MethodGet, "http://"+e.addr+path, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, nil, fmt.Errorf("GET %s: %s: %s", path, resp.Status, body)
+	}
+	return body, resp.Header, nil
+}
+
+// scrapeConcurrently scrapes /metrics from n goroutines in a loop,
+// so that scrapes overlap each other and the watcher's updates (the race
+// detector in the binary then sees them). The returned function stops them
+// and returns the number of scrapes made and the first error.
+func (e *exporter) scrapeConcurrently(n int) func() (int, error) {
+	var (
+		mu      sync.Mutex
+		count   int
+		first   error
+		wg      sync.WaitGroup
+		stopped = make(chan struct{})
+	)
+	for range n {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stopped:
+					return
+				default:
+				}
+				// Fetch only: parsing megabytes under -race would
+				// starve the exporter on a small machine.
+				b, err := e.scrapeText()
+				if err == nil && !bytes.Contains(b, []byte("linkwatch_watcher_up")) {
+					err = fmt.Errorf("scrape without linkwatch_watcher_up (%d bytes)", len(b))
+				}
+				mu.Lock()
+				count++
+				if err != nil && first == nil {
+					first = err
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	return func() (int, error) {
+		close(stopped)
+		wg.Wait()
+		return count, first
+	}
+}
+
+// scrapeText returns the text exposition of /metrics.
+func (e *exporter) scrapeText() ([]byte, error) {
+	b, _, err := e.get("/metrics", "")
+	return b, err
+}
+
+// tryScrape scrapes /metrics and parses the text format.
+func (e *exporter) tryScrape() (families, error) {
+	b, err := e.scrapeText()
+	if err != nil {
+		return nil, err
+	}
+	return parseText(b)
+}
+
+// scrape is tryScrape that fails the test on error.
+func (e *exporter) scrape(t testing.TB) families {
+	t.Helper()
+	f, err := e.tryScrape()
+	if err != nil {
+		t.Fatalf("scraping %s: %v", e.addr, err)
+	}
+	return f
+}
+
+func parseText(b []byte) (families, error) {
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	f, err := p.TextToMetricFamilies(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("parsing the exposition: %w", err)
+	}
+	return f, nil
+}
+
+// families are the parsed metric families of one scrape, by name.
+type families map[string]*dto.MetricFamily
+
+// labelsOf returns the metric's labels as a map.
+func labelsOf(m *dto.Metric) map[string]string {
+	l := make(map[string]string, len(m.GetLabel()))
+	for _, p := range m.GetLabel() {
+		l[p.GetName()] = p.GetValue()
+	}
+	return l
+}
+
+// find returns the one metric of family name whose labels include the
+// label/value pairs kv.
+func (f families) find(name string, kv ...string) (*dto.Metric, error) {
+	mf := f[name]
+	if mf == nil {
+		return nil, fmt.Errorf("no metric family %s", name)
+	}
+	var found *dto.Metric
+	for _, m := range mf.GetMetric() {
+		l := labelsOf(m)
+		match := true
+		for i := 0; i+1 < len(kv); i += 2 {
+			if v, ok := l[kv[i]]; !ok || v != kv[i+1] {
+				match = false
+				break
+			}
+		}
+		if !match {
+			continue
+		}
+		if found != nil {
+			return nil, fmt.Errorf("more than one %s series with labels %v", name, kv)
+		}
+		found = m
+	}
+	if found == nil {
+		return nil, fmt.Errorf("no %s series with labels %v", name, kv)
+	}
+	return found, nil
+}
+
+// num returns the value of a gauge, counter or untyped series.
+func (f families) num(name string, kv ...string) (float64, error) {
+	m, err := f.find(name, kv...)
+	if err != nil {
+		return 0, err
+	}
+	switch {
+	case m.Gauge != nil:
+		return m.Gauge.GetValue(), nil
+	case m.Counter != nil:
+		return m.Counter.GetValue(), nil
+	case m.Untyped != nil:
+		return m.Untyped.GetValue(), nil
+	}
+	return 0, fmt.Errorf("%s%v is not a gauge, counter or untyped", name, kv)
+}
+
+// get is num that fails the test on error.
+func (f families) get(t testing.TB, name string, kv ...string) float64 {
+	t.Helper()
+	v, err := f.num(name, kv...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// want returns an error unless the series has value v.
+func (f families) want(name string, v float64, kv ...string) error {
+	got, err := f.num(name, kv...)
+	if err != nil {
+		return err
+	}
+	if got != v {
+		return fmt.Errorf("%s%v = %v, want %v", name, kv, got, v)
+	}
+	return nil
+}
+
+// hist returns the histogram of family name for the device.
+func (f families) hist(name, device string) (*dto.Histogram, error) {
+	m, err := f.find(name, "device", device)
+	if err != nil {
+		return nil, err
+	}
+	if m.Histogram == nil {
+		return nil, fmt.Errorf("%s{device=%q} is not a histogram", name, device)
+	}
+	return m.Histogram, nil
+}
+
+// devices returns the device label values of family name.
+func (f families) devices(name string) map[string]bool {
+	d := make(map[string]bool)
+	for _, m := range f[name].GetMetric() {
+		if v, ok := labelsOf(m)["device"]; ok {
+			d[v] = true
+		}
+	}
+	return d
+}
+
+// linkSeriesOf returns "family{device}" for every series of a linkwatch_link_*
+// family whose device is in names.
+func (f families) linkSeriesOf(names map[string]bool) []string {
+	var out []string
+	for name, mf := range f {
+		if !strings.HasPrefix(name, "linkwatch_link_") {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if d := labelsOf(m)["device"]; names[d] {
+				out = append(out, fmt.Sprintf("%s{device=%q}", name, d))
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// exportedCounters returns the three carrier counters the exporter shows for
+// the device.
+func (f families) exportedCounters(device string) (counters, error) {
+	var c counters
+	for _, x := range []struct {
+		name string
+		dst  *uint64
+	}{
+		{"linkwatch_link_carrier_changes_total", &c.Changes},
+		{"linkwatch_link_carrier_up_changes_total", &c.Up},
+		{"linkwatch_link_carrier_down_changes_total", &c.Down},
+	} {
+		v, err := f.num(x.name, "device", device)
+		if err != nil {
+			return c, err
+		}
+		*x.dst = uint64(v)
+	}
+	return c, nil
+}
+
+// logValue finds the first `key=value` in a logfmt log.
+func logValue(log, key string) (string, bool) {
+	m := regexp.MustCompile(`\b` + regexp.QuoteMeta(key) + `=("[^"]*"|\S+)`).FindStringSubmatch(log)
+	if m == nil {
+		return "", false
+	}
+	return strings.Trim(m[1], `"`), true
+}
+
+// runBinary runs the binary to completion (killing it after timeout) and
+// returns its combined output and exit code, -1 if it was killed.
+func runBinary(t testing.TB, timeout time.Duration, name string, args ...string) (string, int, time.Duration) {
+	t.Helper()
+	var out syncBuffer
+	cmd := exec.Command(name, args...)
+	cmd.Env = binaryEnv()
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", cmd, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(timeout):
+		_ = syscall.Kill(cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+		t.Errorf("%s still running after %v; killed it\n%s", cmd, timeout, out.String())
+		return out.String(), -1, time.Since(start)
+	}
+	took := time.Since(start)
+	checkRace(t, out.String())
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return out.String(), 0, took
+	case errors.As(err, &ee):
+		return out.String(), ee.ExitCode(), took
+	default:
+		t.Fatalf("%s: %v", cmd, err)
+		return "", 0, 0
+	}
+}
+
+// nsGet does an HTTP GET of http://addr/path over a TCP connection made
+// inside the network namespace at nsPath, so that the traffic stays on that
+// namespace's loopback.
+func nsGet(nsPath, addr, path string) ([]byte, error) {
+	type result struct {
+		conn net.Conn
+		err  error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		// The thread switches namespace and is never unlocked, so the
+		// runtime discards it when this goroutine ends.
+		runtime.LockOSThread()
+		f, err := os.Open(nsPath)
+		if err != nil {
+			ch <- result{err: err}
+			return
+		}
+		defer f.Close()
+		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			ch <- result{err: fmt.Errorf("setns %s: %w", nsPath, err)}
+			return
+		}
+		// The socket is created on this thread, hence in the namespace;
+		// it stays there whichever thread uses it afterwards.
+		conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		ch <- result{conn, err}
+	}()
+	r := <-ch
+	if r.err != nil {
+		return nil, r.err
+	}
+	defer r.conn.Close()
+	_ = r.conn.SetDeadline(time.Now().Add(10 * time.Second))
+	req, err := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Close = true
+	if err := req.Write(r.conn); err != nil {
+		return nil, err
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(r.conn), req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s", path, resp.Status)
+	}
+	return body, nil
+}
+
+// ms formats a duration in milliseconds.
+func ms(d time.Duration) string {
+	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 1, 64) + "ms"
+}
+
+// secs converts seconds to a duration.
+func secs(s float64) time.Duration {
+	return time.Duration(math.Round(s * float64(time.Second)))
+}
