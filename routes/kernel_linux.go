@@ -95,25 +95,19 @@ func (k *netlinkKernel) Replace(r Route) error {
 	if k.conn == nil {
 		return errKernelClosed
 	}
-	oif := 0
-	if r.Device != "" {
-		var ok bool
-		var err error
-		if k.resolve != nil {
-			oif, ok = k.resolve(r.Device)
-		} else if oif, ok, err = k.linkIndexLocked(r.Device); err != nil {
-			return classifyKernelError(fmt.Sprintf("replace %s: looking up device", r), err)
-		}
-		if !ok || oif <= 0 {
-			return fmt.Errorf("routes: replace %s: unknown device %q", r, r.Device)
-		}
+	oif, ok, err := k.oifLocked(r, "replace")
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("routes: replace %s: unknown device %q", r, r.Device)
 	}
 	m := k.message(r, oif, false)
 
 	// Add first: this is the common case and needs no dump. EEXIST means
 	// a route with this key exists; NLM_F_REPLACE would overwrite it
 	// whoever owns it, so replace only when that route is ours.
-	err := k.conn.Route.Add(m)
+	err = k.conn.Route.Add(m)
 	if err == nil {
 		return nil
 	}
@@ -151,24 +145,14 @@ func (k *netlinkKernel) Delete(r Route) error {
 	if k.conn == nil {
 		return errKernelClosed
 	}
-	oif := 0
-	if r.Device != "" {
-		ok := false
-		if k.resolve != nil {
-			oif, ok = k.resolve(r.Device)
-		}
-		if !ok || oif <= 0 {
-			// The caller's view may be stale: ask the kernel.
-			var err error
-			if oif, ok, err = k.linkIndexLocked(r.Device); err != nil {
-				return classifyKernelError(fmt.Sprintf("delete %s: looking up device", r), err)
-			}
-			if !ok {
-				// The kernel removes a device's routes with the device, so
-				// no route through it can exist.
-				return nil
-			}
-		}
+	oif, ok, err := k.oifLocked(r, "delete")
+	if err != nil {
+		return err
+	}
+	if !ok {
+		// The kernel removes a device's routes with the device, so no
+		// route through it can exist.
+		return nil
 	}
 	if familyOf(r) == unix.AF_INET && r.Metric == 0 {
 		// Without RTA_PRIORITY the kernel matches any metric and would
@@ -190,7 +174,7 @@ func (k *netlinkKernel) Delete(r Route) error {
 			return nil
 		}
 	}
-	err := k.conn.Route.Delete(k.message(r, oif, true))
+	err = k.conn.Route.Delete(k.message(r, oif, true))
 	if err == nil || errors.Is(err, unix.ESRCH) {
 		// ESRCH: no such route, or not ours.
 		return nil
@@ -364,6 +348,25 @@ func (k *netlinkKernel) message(r Route, oif int, del bool) *rtnetlink.RouteMess
 }
 
 // linkIndexLocked asks the kernel for the ifindex of device name.
+// oifLocked resolves r.Device to an ifindex, through the caller's resolver
+// first and the kernel if that does not know it (its view may be stale). A
+// route without a device has ifindex 0; ok is false for an unknown device.
+func (k *netlinkKernel) oifLocked(r Route, op string) (oif int, ok bool, err error) {
+	if r.Device == "" {
+		return 0, true, nil
+	}
+	if k.resolve != nil {
+		if oif, ok = k.resolve(r.Device); ok && oif > 0 {
+			return oif, true, nil
+		}
+	}
+	oif, ok, err = k.linkIndexLocked(r.Device)
+	if err != nil {
+		return 0, false, classifyKernelError(fmt.Sprintf("%s %s: looking up device", op, r), err)
+	}
+	return oif, ok && oif > 0, nil
+}
+
 func (k *netlinkKernel) linkIndexLocked(name string) (int, bool, error) {
 	req := &rtnetlink.LinkMessage{
 		Family:     unix.AF_UNSPEC,
