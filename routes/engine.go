@@ -160,7 +160,21 @@ func (e *Engine) Run(ctx context.Context) error {
 	if err := e.adopt(now, "restart"); err != nil {
 		e.logger.Warn("cannot list installed routes", "err", err)
 	}
-	next, _ := e.step(now)
+	// A reconcile failure (an unreachable gateway, a foreign route on our
+	// key) is logged when it starts or changes, not on every retry.
+	var lastErr string
+	report := func(err error) {
+		switch {
+		case err == nil && lastErr != "":
+			e.logger.Info("installed routes match the policies again")
+			lastErr = ""
+		case err != nil && err.Error() != lastErr:
+			e.logger.Warn("cannot make the installed routes match the policies; retrying", "err", err)
+			lastErr = err.Error()
+		}
+	}
+	next, err := e.step(now)
+	report(err)
 	e.mu.Unlock()
 
 	timer := time.NewTimer(time.Until(next))
@@ -174,13 +188,15 @@ func (e *Engine) Run(ctx context.Context) error {
 			now := e.now()
 			relevant := e.onTransitions(e.trans.Drain())
 			if relevant || e.anyActive() {
-				next, _ = e.step(now)
+				next, err = e.step(now)
+				report(err)
 			}
 			e.mu.Unlock()
 		case <-e.recheck:
 			e.mu.Lock()
 			if e.anyActive() {
-				next, _ = e.step(e.now())
+				next, err = e.step(e.now())
+				report(err)
 			}
 			e.mu.Unlock()
 		case r := <-e.reqs:
@@ -189,11 +205,13 @@ func (e *Engine) Run(ctx context.Context) error {
 			err := r.fn(now)
 			var stepErr error
 			next, stepErr = e.step(now)
+			report(stepErr)
 			e.mu.Unlock()
 			r.done <- errors.Join(err, stepErr)
 		case <-timer.C:
 			e.mu.Lock()
-			next, _ = e.step(e.now())
+			next, err = e.step(e.now())
+			report(err)
 			e.mu.Unlock()
 		}
 		if !timer.Stop() {
