@@ -34,6 +34,10 @@ test:
 	$(GO) vet ./...
 	@echo ">> running tests (race detector)"
 	$(GO) test -race -count=1 -timeout 15m ./...
+	@echo ">> checking deploy files"
+	./deploy/prometheus/check.sh
+	./deploy/systemd/check.sh
+	./deploy/kubernetes/check.sh
 
 .PHONY: test-short
 test-short:
