@@ -177,7 +177,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	report(err)
 	e.mu.Unlock()
 
-	timer := time.NewTimer(time.Until(next))
+	timer := time.NewTimer(next.Sub(e.now()))
 	defer timer.Stop()
 	for {
 		select {
@@ -220,7 +220,7 @@ func (e *Engine) Run(ctx context.Context) error {
 			default:
 			}
 		}
-		timer.Reset(max(time.Until(next), 0))
+		timer.Reset(max(next.Sub(e.now()), 0))
 	}
 }
 
