@@ -92,13 +92,16 @@ func newFailover(ctx context.Context, f failoverFlags, w *watcher.Watcher, reg p
 				l, ok := w.LookupIndex(int32(index))
 				return l.Name, ok
 			},
+			Logger: logger.With("component", "routes"),
 		})
 		if err != nil {
 			return nil, err
 		}
 	}
 	sub := w.Subscribe()
-	recheck, err := routes.WatchAddresses(ctx, f.netns)
+	recheck, err := routes.WatchAddresses(ctx, routes.AddressWatchConfig{
+		NetNS: f.netns, Logger: logger.With("component", "routes"),
+	})
 	if err != nil {
 		return nil, err
 	}

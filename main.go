@@ -55,7 +55,8 @@ func run() int {
 		exclude = kingpin.Flag("watcher.device-exclude",
 			"Regular expression of device names not to export (anchored); empty excludes none.").PlaceHolder("REGEX").String()
 		netns = kingpin.Flag("watcher.netns",
-			"Watch the network namespace at this path (/run/netns/NAME or /proc/PID/ns/net) instead of the exporter's own; needs CAP_SYS_ADMIN.").
+			"Watch the network namespace at this path (/run/netns/NAME or /proc/PID/ns/net) instead of the exporter's own; needs CAP_SYS_ADMIN. "+
+				"If the namespace is deleted, the exporter releases it, drops its links and watches the next namespace at the path.").
 			PlaceHolder("PATH").String()
 		buckets = kingpin.Flag("collector.duration-buckets",
 			"Comma-separated upper bounds, in seconds, of the carrier up and down duration histograms.").

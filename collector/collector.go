@@ -48,7 +48,7 @@ type Collector struct {
 	transitions, lastChange, untimed                     *prometheus.Desc
 	downDuration, upDuration                             *prometheus.Desc
 
-	links, messages, overruns, resyncs, decodeErrors, receiveErrors, watcherUp *prometheus.Desc
+	links, messages, overruns, resyncs, decodeErrors, receiveErrors, watcherUp, netnsLost *prometheus.Desc
 }
 
 var _ prometheus.Collector = (*Collector)(nil)
@@ -106,6 +106,9 @@ func New(src Source, o Options) *Collector {
 		receiveErrors: global("netlink", "receive_errors_total",
 			"Failures to receive from or reopen the notification socket, each followed by a retry with backoff."),
 		watcherUp: global("watcher", "up", "Whether the notification socket is open and healthy (1) or not (0)."),
+		netnsLost: global("watcher", "netns_lost_total",
+			"Times the watched network namespace (--watcher.netns) was found deleted or replaced: its sockets were closed "+
+				"to release it and its links dropped until a namespace at its path could be opened."),
 	}
 }
 
@@ -115,7 +118,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		c.up, c.adminUp, c.carrier, c.operState, c.info, c.mtu,
 		c.carrierChanges, c.carrierUpChanges, c.carrierDownChanges,
 		c.transitions, c.lastChange, c.untimed, c.downDuration, c.upDuration,
-		c.links, c.messages, c.overruns, c.resyncs, c.decodeErrors, c.receiveErrors, c.watcherUp,
+		c.links, c.messages, c.overruns, c.resyncs, c.decodeErrors, c.receiveErrors, c.watcherUp, c.netnsLost,
 	} {
 		ch <- d
 	}
@@ -147,6 +150,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.decodeErrors, stats.DecodeErrors)
 	counter(c.receiveErrors, stats.ReceiveErrors)
 	gauge(c.watcherUp, boolFloat(stats.Up))
+	counter(c.netnsLost, stats.NetNSLost)
 }
 
 func (c *Collector) collectLink(ch chan<- prometheus.Metric, l *watcher.Link) {

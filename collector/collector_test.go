@@ -62,7 +62,7 @@ func fixture() fakeSource {
 		},
 		stats: watcher.Stats{
 			Up: true, NewLink: 40, DelLink: 3, Other: 1,
-			Overruns: 2, Resyncs: 2, DecodeErrors: 1, ReceiveErrors: 0, Links: 4,
+			Overruns: 2, Resyncs: 2, DecodeErrors: 1, ReceiveErrors: 0, NetNSLost: 1, Links: 4,
 		},
 	}
 }

@@ -9,6 +9,6 @@ import (
 )
 
 // WatchAddresses fails: rtnetlink exists only on Linux.
-func WatchAddresses(context.Context, string) (<-chan struct{}, error) {
+func WatchAddresses(context.Context, AddressWatchConfig) (<-chan struct{}, error) {
 	return nil, fmt.Errorf("address notifications are only available on Linux: %w", os.ErrNotExist)
 }

@@ -1,6 +1,10 @@
 package routes
 
-import "errors"
+import (
+	"errors"
+	"log/slog"
+	"time"
+)
 
 // A KernelConfig configures DialKernel.
 type KernelConfig struct {
@@ -20,6 +24,17 @@ type KernelConfig struct {
 	// or does not know the index, the kernel is asked; if that fails too,
 	// the listed Route has an empty Device.
 	ReverseResolve func(ifindex int) (device string, ok bool)
+	// CheckInterval is how often a Kernel in another namespace (NetNS set)
+	// checks that the path still names the namespace its socket was opened
+	// in (default 1 s). A socket keeps a deleted namespace alive and gets
+	// no error, so once the namespace is gone the Kernel closes its socket
+	// to release it; the next request opens a socket in the namespace then
+	// at the path, or fails with an error wrapping ErrTemporary while there
+	// is none.
+	CheckInterval time.Duration
+	// Logger receives a line when the socket is released or reopened; nil
+	// discards them.
+	Logger *slog.Logger
 }
 
 // ErrForeignRoute is returned by Replace when a route with the same key

@@ -5,14 +5,18 @@ package routes
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/jsimonetti/rtnetlink/v2"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/linkwatch/linkwatch_exporter/netns"
 )
 
 // DialKernel opens a strict rtnetlink request socket (no multicast groups)
@@ -31,51 +35,156 @@ import (
 //     already ours; a foreign route with the key gives ErrForeignRoute.
 //   - An IPv4 delete without RTA_PRIORITY matches any metric, so deleting a
 //     metric-0 IPv4 route first checks that exactly that route is ours.
+//   - A socket in another namespace keeps that namespace alive after it is
+//     deleted, and gets no error: every cfg.CheckInterval the Kernel checks
+//     that cfg.NetNS still names the namespace it opened, closes the socket
+//     once it does not, and opens one in the namespace then at the path on
+//     the next request.
 func DialKernel(cfg KernelConfig) (Kernel, error) {
 	if cfg.Protocol <= unix.RTPROT_BOOT {
 		return nil, fmt.Errorf("routes: protocol %d is reserved for the kernel and for plain \"ip route add\"; use a private value such as %d", cfg.Protocol, DefaultProtocol)
 	}
-	nc := &netlink.Config{Strict: true}
-	if cfg.NetNS != "" {
-		f, err := os.Open(cfg.NetNS)
-		if err != nil {
-			return nil, fmt.Errorf("routes: opening network namespace: %w", err)
-		}
-		// The socket keeps the namespace; the file is not needed after Dial.
-		defer f.Close()
-		nc.NetNS = int(f.Fd())
-	}
-	conn, err := rtnetlink.Dial(nc)
-	if err != nil {
-		if cfg.NetNS != "" && errors.Is(err, unix.EPERM) {
-			return nil, fmt.Errorf("routes: opening a route socket in network namespace %s: %w (CAP_SYS_ADMIN is needed to enter another network namespace)", cfg.NetNS, err)
-		}
-		return nil, classifyKernelError("opening a route socket", err)
-	}
-	return &netlinkKernel{
-		conn:    conn,
+	k := &netlinkKernel{
 		proto:   cfg.Protocol,
 		resolve: cfg.Resolve,
 		reverse: cfg.ReverseResolve,
-	}, nil
+		netns:   cfg.NetNS,
+		logger:  cfg.Logger,
+	}
+	if k.logger == nil {
+		k.logger = slog.New(slog.DiscardHandler)
+	}
+	if err := k.dialLocked(); err != nil {
+		return nil, err
+	}
+	if cfg.NetNS != "" {
+		every := cfg.CheckInterval
+		if every <= 0 {
+			every = time.Second
+		}
+		k.done = make(chan struct{})
+		go k.watchNetNS(every)
+	}
+	return k, nil
 }
 
 // netlinkKernel implements Kernel on one rtnetlink socket. Every request
 // holds mu, so requests and dumps never interleave on the socket.
+//
+// In another namespace (netns set) the socket pins the namespace it was
+// opened in. watchNetNS closes it once that namespace is no longer at the
+// path, and the next request opens one in the namespace that is there now.
 type netlinkKernel struct {
 	mu      sync.Mutex
-	conn    *rtnetlink.Conn // nil once closed
+	conn    *rtnetlink.Conn // nil once closed, or while the namespace is gone
+	closed  bool
 	proto   uint8
 	resolve func(string) (int, bool)
 	reverse func(int) (string, bool)
+
+	netns  string
+	nsID   netns.ID // of the namespace conn was opened in
+	done   chan struct{}
+	logger *slog.Logger
 }
 
 var errKernelClosed = fmt.Errorf("routes: route socket is closed: %w", net.ErrClosed)
+
+// dialLocked opens the route socket in the namespace at k.netns (the
+// process's own if empty). A namespace that does not exist gives an error
+// wrapping netns.ErrGone.
+func (k *netlinkKernel) dialLocked() error {
+	nc := &netlink.Config{Strict: true}
+	var id netns.ID
+	if k.netns != "" {
+		f, nid, err := netns.Open(k.netns)
+		if err != nil {
+			return fmt.Errorf("routes: opening network namespace: %w", err)
+		}
+		// The socket keeps the namespace; the file is not needed after Dial.
+		defer f.Close()
+		nc.NetNS, id = int(f.Fd()), nid
+	}
+	conn, err := rtnetlink.Dial(nc)
+	if err != nil {
+		if k.netns != "" && errors.Is(err, unix.EPERM) {
+			return fmt.Errorf("routes: opening a route socket in network namespace %s: %w (CAP_SYS_ADMIN is needed to enter another network namespace)", k.netns, err)
+		}
+		return classifyKernelError("opening a route socket", err)
+	}
+	k.conn, k.nsID = conn, id
+	return nil
+}
+
+// readyLocked makes sure k.conn is a socket in the namespace at the path:
+// it releases a socket whose namespace is gone and opens one in the
+// namespace that is there now. While there is none it returns an error
+// wrapping ErrTemporary and netns.ErrGone.
+func (k *netlinkKernel) readyLocked() error {
+	if k.closed {
+		return errKernelClosed
+	}
+	if k.netns == "" {
+		return nil
+	}
+	if k.conn != nil {
+		err := netns.Check(k.netns, k.nsID)
+		if !errors.Is(err, netns.ErrGone) {
+			return nil // still there, or cannot tell: keep the socket
+		}
+		k.releaseLocked(err)
+	}
+	if err := k.dialLocked(); err != nil {
+		if errors.Is(err, netns.ErrGone) {
+			return fmt.Errorf("%w (%w)", err, ErrTemporary)
+		}
+		return err
+	}
+	k.logger.Info("opened a route socket in the network namespace now at the watched path", "netns", k.netns, "id", k.nsID.String())
+	return nil
+}
+
+// releaseLocked closes the socket of a namespace that is gone, so that the
+// kernel can free the namespace and its devices.
+func (k *netlinkKernel) releaseLocked(why error) {
+	_ = k.conn.Close()
+	k.conn = nil
+	k.logger.Warn("network namespace of the route socket is gone; closed the socket to release it", "err", why)
+}
+
+// watchNetNS releases the socket once its namespace is gone, every interval
+// until Close, so that a deleted namespace is freed even while no request
+// comes.
+func (k *netlinkKernel) watchNetNS(every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-k.done:
+			return
+		case <-t.C:
+		}
+		k.mu.Lock()
+		if k.conn != nil && !k.closed {
+			if err := netns.Check(k.netns, k.nsID); errors.Is(err, netns.ErrGone) {
+				k.releaseLocked(err)
+			}
+		}
+		k.mu.Unlock()
+	}
+}
 
 // Close implements Kernel.
 func (k *netlinkKernel) Close() error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if k.closed {
+		return nil
+	}
+	k.closed = true
+	if k.done != nil {
+		close(k.done)
+	}
 	if k.conn == nil {
 		return nil
 	}
@@ -92,8 +201,8 @@ func (k *netlinkKernel) Replace(r Route) error {
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if k.conn == nil {
-		return errKernelClosed
+	if err := k.readyLocked(); err != nil {
+		return err
 	}
 	oif, ok, err := k.oifLocked(r, "replace")
 	if err != nil {
@@ -142,8 +251,8 @@ func (k *netlinkKernel) Delete(r Route) error {
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if k.conn == nil {
-		return errKernelClosed
+	if err := k.readyLocked(); err != nil {
+		return err
 	}
 	oif, ok, err := k.oifLocked(r, "delete")
 	if err != nil {
@@ -186,8 +295,8 @@ func (k *netlinkKernel) Delete(r Route) error {
 func (k *netlinkKernel) List() ([]Route, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if k.conn == nil {
-		return nil, errKernelClosed
+	if err := k.readyLocked(); err != nil {
+		return nil, err
 	}
 	var out []Route
 	for _, fam := range []uint8{unix.AF_INET, unix.AF_INET6} {

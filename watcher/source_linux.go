@@ -3,10 +3,11 @@ package watcher
 import (
 	"errors"
 	"fmt"
-	"os"
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/linkwatch/linkwatch_exporter/netns"
 )
 
 // SourceConfig configures the rtnetlink sockets of Dial.
@@ -27,21 +28,39 @@ type socketSource struct {
 	req    *netlink.Conn
 }
 
+// An nsSource is a socketSource in a network namespace named by a path. It
+// implements Liveness: its sockets keep the namespace alive and would never
+// learn that it was deleted.
+type nsSource struct {
+	socketSource
+	path string
+	id   netns.ID // of the namespace the sockets were opened in
+}
+
+// Alive implements Liveness.
+func (s *nsSource) Alive() error { return netns.Check(s.path, s.id) }
+
 // Dial opens the rtnetlink sockets described by cfg. It subscribes before the
 // caller dumps, so that no change falls between the dump and the first
-// notification.
+// notification. With cfg.NetNS, a namespace that does not exist (any more)
+// gives an error wrapping ErrNetNSGone, and the Source returned implements
+// Liveness.
 func Dial(cfg SourceConfig) (Source, error) {
-	nc := func(groups uint32) (*netlink.Conn, error) {
-		c := &netlink.Config{Groups: groups}
-		if cfg.NetNS != "" {
-			f, err := os.Open(cfg.NetNS)
-			if err != nil {
-				return nil, fmt.Errorf("open network namespace: %w", err)
-			}
-			defer f.Close() // the socket keeps its own reference
-			c.NetNS = int(f.Fd())
+	c := func(groups uint32) *netlink.Config { return &netlink.Config{Groups: groups} }
+	var ns *nsSource
+	if cfg.NetNS != "" {
+		f, id, err := netns.Open(cfg.NetNS)
+		if err != nil {
+			return nil, err
 		}
-		conn, err := netlink.Dial(unix.NETLINK_ROUTE, c)
+		defer f.Close() // the sockets keep their own references
+		ns = &nsSource{path: cfg.NetNS, id: id}
+		c = func(groups uint32) *netlink.Config {
+			return &netlink.Config{Groups: groups, NetNS: int(f.Fd())}
+		}
+	}
+	dial := func(groups uint32) (*netlink.Conn, error) {
+		conn, err := netlink.Dial(unix.NETLINK_ROUTE, c(groups))
 		if err != nil {
 			if cfg.NetNS != "" && errors.Is(err, unix.EPERM) {
 				return nil, fmt.Errorf("open rtnetlink socket in network namespace %s (watching another namespace needs CAP_SYS_ADMIN): %w", cfg.NetNS, err)
@@ -50,7 +69,7 @@ func Dial(cfg SourceConfig) (Source, error) {
 		}
 		return conn, nil
 	}
-	ev, err := nc(unix.RTMGRP_LINK)
+	ev, err := dial(unix.RTMGRP_LINK)
 	if err != nil {
 		return nil, err
 	}
@@ -60,10 +79,14 @@ func Dial(cfg SourceConfig) (Source, error) {
 			return nil, fmt.Errorf("set receive buffer: %w", err)
 		}
 	}
-	req, err := nc(0)
+	req, err := dial(0)
 	if err != nil {
 		_ = ev.Close()
 		return nil, err
+	}
+	if ns != nil {
+		ns.socketSource = socketSource{events: ev, req: req}
+		return ns, nil
 	}
 	return &socketSource{events: ev, req: req}, nil
 }
@@ -71,8 +94,13 @@ func Dial(cfg SourceConfig) (Source, error) {
 // ReadBuffer returns the event socket's effective receive buffer size in
 // bytes, or 0 if src is not a socket source or the size cannot be read.
 func ReadBuffer(src Source) int {
-	s, ok := src.(*socketSource)
-	if !ok {
+	var s *socketSource
+	switch x := src.(type) {
+	case *socketSource:
+		s = x
+	case *nsSource:
+		s = &x.socketSource
+	default:
 		return 0
 	}
 	rc, err := s.events.SyscallConn()

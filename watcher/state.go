@@ -379,3 +379,10 @@ func formatAddress(b []byte) string {
 	}
 	return net.HardwareAddr(b).String()
 }
+
+// clear removes every link, as when the namespace is gone, and calls publish
+// with a Deleted transition for each.
+func (t *table) clear(now time.Time, publish func(Transition)) {
+	t.beginResync()
+	t.endResync(now, publish)
+}

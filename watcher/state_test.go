@@ -669,6 +669,36 @@ func TestResync(t *testing.T) {
 	}
 }
 
+func TestClear(t *testing.T) {
+	t.Parallel()
+	tb := newTable(nil, false, filter{})
+	run(tb, []step{
+		{u: newlink(1, "eth0", true, 1, 0), exact: true},
+		{at: time.Second, u: newlink(2, "eth1", false, 1, 1), exact: true},
+	})
+	var got []Transition
+	tb.clear(at(time.Minute), func(tr Transition) { got = append(got, tr) })
+	slices.SortFunc(got, func(a, b Transition) int { return int(a.Index - b.Index) })
+	want := []Transition{
+		{Index: 1, Name: "eth0", Time: at(time.Minute), Up: true, AdminUp: true, Carrier: true, OperState: OperUp, Deleted: true},
+		{Index: 2, Name: "eth1", Time: at(time.Minute), AdminUp: true, OperState: OperDown, Deleted: true},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("unexpected transitions (-want +got):\n%s", diff)
+	}
+	if len(tb.links) != 0 || len(tb.snapshot(nil)) != 0 {
+		t.Errorf("links after clear: %v", slices.Sorted(maps.Keys(tb.links)))
+	}
+
+	// An index of the gone namespace is a new device when it comes back:
+	// its counters are the new baseline, whatever they are.
+	run(tb, []step{{at: 2 * time.Minute, u: newlink(1, "eth0", true, 1, 0)}})
+	l := tb.links[1]
+	if l == nil || l.FirstSeen != at(2*time.Minute) || l.TransitionsUp+l.TransitionsDown != 0 || l.UntimedDown != 0 {
+		t.Errorf("link 1 after clear and re-add: %+v, want a fresh link", l)
+	}
+}
+
 func TestSnapshotAndLookup(t *testing.T) {
 	t.Parallel()
 	tb := newTable(nil, false, filter{exclude: regexp.MustCompile(`^br`)})

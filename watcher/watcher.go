@@ -10,12 +10,19 @@ import (
 	"time"
 
 	"github.com/mdlayher/netlink"
+
+	"github.com/linkwatch/linkwatch_exporter/netns"
 )
 
 // ErrOverrun is wrapped by the error a Source returns from Receive when the
 // kernel dropped notifications because the socket's receive buffer was full
 // (ENOBUFS). The watcher's state may then be stale and needs a full dump.
 var ErrOverrun = errors.New("netlink receive buffer overrun")
+
+// ErrNetNSGone is wrapped by the errors of an Opener and of Liveness.Alive
+// when the watched network namespace does not exist (any more): it was
+// deleted, its process exited, or its path now names another namespace.
+var ErrNetNSGone = netns.ErrGone
 
 // A Source is where link messages come from: rtnetlink sockets in
 // production, a fake in tests.
@@ -29,8 +36,23 @@ type Source interface {
 	Close() error
 }
 
+// Liveness is implemented by a Source whose sockets live in a network
+// namespace that can disappear under them. Such a socket keeps the deleted
+// namespace alive, with its devices, and receives no error or event, so the
+// watcher asks every Options.AliveInterval.
+type Liveness interface {
+	// Alive returns nil while the namespace the source was opened in is
+	// still the one its path names, an error wrapping ErrNetNSGone once it
+	// is not, and any other error if it cannot tell. It must be safe to call
+	// concurrently with Receive.
+	Alive() error
+}
+
 // An Opener opens a Source. The watcher calls it again to recover from
-// receive errors.
+// receive errors and, after the watched namespace was lost, to open the
+// namespace that replaced it. An Opener's error should wrap ErrNetNSGone
+// when the namespace does not exist: the watcher then retries every
+// Options.AliveInterval without counting a failure.
 type Opener func() (Source, error)
 
 // Options configure a Watcher.
@@ -51,6 +73,10 @@ type Options struct {
 	// MinBackoff and MaxBackoff bound the wait before reopening the source
 	// after a receive error (defaults 100 ms and 30 s).
 	MinBackoff, MaxBackoff time.Duration
+	// AliveInterval is how often a Source that implements Liveness is
+	// checked, and how often the watcher tries to reopen while its
+	// namespace is gone (default 1 s).
+	AliveInterval time.Duration
 }
 
 // Stats are the watcher's own counters and health.
@@ -65,6 +91,9 @@ type Stats struct {
 	// DecodeErrors counts messages that could not be decoded and were
 	// skipped, ReceiveErrors other receive or reopen failures.
 	DecodeErrors, ReceiveErrors uint64
+	// NetNSLost counts the times the watched network namespace was found
+	// gone: the watcher then closed the source and dropped every link.
+	NetNSLost uint64
 	// Links is the number of links known, exported or not.
 	Links int
 }
@@ -72,11 +101,16 @@ type Stats struct {
 // A Watcher keeps the state of every link of one network namespace up to date
 // from rtnetlink notifications, and tells subscribers about changes.
 type Watcher struct {
-	open   Opener
-	now    func() time.Time
-	logger *slog.Logger
-	minBO  time.Duration
-	maxBO  time.Duration
+	open       Opener
+	now        func() time.Time
+	logger     *slog.Logger
+	minBO      time.Duration
+	maxBO      time.Duration
+	aliveEvery time.Duration
+
+	// lost is true from the loss of the watched namespace until a source
+	// is served again; only Run's goroutine uses it.
+	lost bool
 
 	ready     chan struct{}
 	readyOnce sync.Once
@@ -103,9 +137,12 @@ func New(open Opener, o Options) *Watcher {
 	if o.MaxBackoff < o.MinBackoff {
 		o.MaxBackoff = 30 * time.Second
 	}
+	if o.AliveInterval <= 0 {
+		o.AliveInterval = time.Second
+	}
 	return &Watcher{
 		open: open, now: o.Now, logger: o.Logger, minBO: o.MinBackoff, maxBO: o.MaxBackoff,
-		ready: make(chan struct{}),
+		aliveEvery: o.AliveInterval, ready: make(chan struct{}),
 		table: newTable(o.Buckets, o.NativeHistograms, filter{include: o.Include, exclude: o.Exclude}),
 	}
 }
@@ -117,6 +154,11 @@ func New(open Opener, o Options) *Watcher {
 // socket are older than the new dump and are dropped with it. Other receive
 // errors are counted and logged, and the source is reopened with backoff, so
 // Run never gives up while ctx lives.
+//
+// A source that implements Liveness is checked every AliveInterval. Once its
+// namespace is gone, Run closes the source, which releases the namespace,
+// drops every link (subscribers get a Deleted transition for each) and
+// tries every AliveInterval to open the namespace that takes its path.
 func (w *Watcher) Run(ctx context.Context) error {
 	src, err := w.open()
 	if err != nil {
@@ -140,12 +182,24 @@ func (w *Watcher) Run(ctx context.Context) error {
 			backoff = w.minBO
 		}
 		for {
-			w.countError()
-			w.logger.Warn("netlink link watch failed, reopening", "err", err, "retry_in", backoff)
-			if !sleep(ctx, backoff) {
+			var wait time.Duration
+			if errors.Is(err, ErrNetNSGone) {
+				if !w.lost {
+					w.lose(err)
+					backoff = w.minBO
+				} else {
+					w.logger.Debug("watched network namespace still gone", "err", err)
+				}
+				wait = w.aliveEvery
+			} else {
+				w.countError()
+				w.logger.Warn("netlink link watch failed, reopening", "err", err, "retry_in", backoff)
+				wait = backoff
+				backoff = min(2*backoff, w.maxBO)
+			}
+			if !sleep(ctx, wait) {
 				return nil
 			}
-			backoff = min(2*backoff, w.maxBO)
 			if src, err = w.open(); err == nil {
 				break
 			}
@@ -153,8 +207,24 @@ func (w *Watcher) Run(ctx context.Context) error {
 	}
 }
 
+// lose drops the state of a namespace that is gone: every link is deleted,
+// as it is in the kernel once the namespace is freed.
+func (w *Watcher) lose(err error) {
+	w.lost = true
+	now := w.now()
+	w.mu.Lock()
+	w.stats.Up = false
+	w.stats.NetNSLost++
+	n := len(w.table.links)
+	w.table.clear(now, w.publishLocked)
+	w.mu.Unlock()
+	w.logger.Warn("watched network namespace is gone: closed its sockets to release it and dropped its links; waiting for a namespace at its path",
+		"err", err, "links_dropped", n, "check_interval", w.aliveEvery)
+}
+
 // serve dumps and then receives from src until an error or cancellation. It
-// always closes src.
+// always closes src. If src implements Liveness and its namespace is found
+// gone, serve closes src to stop Receive and returns Alive's error.
 func (w *Watcher) serve(ctx context.Context, src Source) error {
 	stop := context.AfterFunc(ctx, func() { _ = src.Close() })
 	defer func() {
@@ -166,8 +236,22 @@ func (w *Watcher) serve(ctx context.Context, src Source) error {
 		return fmt.Errorf("link dump: %w", err)
 	}
 	w.setUp(true)
+	if w.lost {
+		w.lost = false
+		w.mu.RLock()
+		n := len(w.table.links)
+		w.mu.RUnlock()
+		w.logger.Info("a network namespace is back at the watched path: opened it and dumped its links", "links", n)
+	}
+	gone := w.monitor(src)
+	defer gone()
 	for {
 		msgs, err := src.Receive()
+		if err != nil {
+			if gerr := gone(); gerr != nil {
+				return gerr
+			}
+		}
 		switch {
 		case ctx.Err() != nil:
 			return nil
@@ -183,6 +267,51 @@ func (w *Watcher) serve(ctx context.Context, src Source) error {
 		default:
 			w.applyBatch(msgs)
 		}
+	}
+}
+
+// monitor checks every AliveInterval, if src implements Liveness, whether
+// its namespace is still there, and closes src once it is not. The returned
+// function stops the checks and returns the error that made monitor close
+// src, or nil.
+func (w *Watcher) monitor(src Source) (stop func() error) {
+	lv, ok := src.(Liveness)
+	if !ok {
+		return func() error { return nil }
+	}
+	done := make(chan struct{})
+	exited := make(chan struct{})
+	var gone error // written before exited is closed
+	go func() {
+		defer close(exited)
+		t := time.NewTicker(w.aliveEvery)
+		defer t.Stop()
+		var lastErr string // of failed checks, logged when it changes
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			err := lv.Alive()
+			switch {
+			case errors.Is(err, ErrNetNSGone):
+				gone = err
+				_ = src.Close()
+				return
+			case err != nil && err.Error() != lastErr:
+				w.logger.Warn("cannot check whether the watched network namespace still exists; assuming it does", "err", err)
+				lastErr = err.Error()
+			case err == nil:
+				lastErr = ""
+			}
+		}
+	}()
+	var once sync.Once
+	return func() error {
+		once.Do(func() { close(done) })
+		<-exited
+		return gone
 	}
 }
 

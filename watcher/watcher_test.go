@@ -111,7 +111,7 @@ func (f *fakeSource) sendBatch(t *testing.T, b batch) {
 
 // An opened is what one Opener call returns.
 type opened struct {
-	src *fakeSource
+	src Source
 	err error
 }
 
