@@ -44,6 +44,31 @@ test-short:
 	@echo ">> running short tests"
 	$(GO) test -short ./...
 
+# Native Go fuzzing; see RELIABILITY.md. go test fuzzes one target of one
+# package at a time, so the targets run one after another. New interesting
+# inputs are minimized for at most FUZZ_MINIMIZE: the default of 60s lets the
+# minimizer stall a worker for a minute on inputs grown from the larger seeds.
+FUZZ_TARGETS  := watcher:FuzzDecodeAndApply routes:FuzzParse routes:FuzzWebhook
+FUZZ_SHORT    ?= 15s
+FUZZ_LONG     ?= 10m
+FUZZ_MINIMIZE ?= 5s
+
+define fuzz_run
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo ">> fuzzing $$name in ./$$pkg for $(1)"; \
+		$(GO) test -run XXX -fuzz "^$$name\$$" -fuzztime $(1) -fuzzminimizetime $(FUZZ_MINIMIZE) ./$$pkg/; \
+	done
+endef
+
+.PHONY: fuzz-short
+fuzz-short:
+	$(call fuzz_run,$(FUZZ_SHORT))
+
+.PHONY: fuzz-long
+fuzz-long:
+	$(call fuzz_run,$(FUZZ_LONG))
+
 .PHONY: lint
 lint:
 	@echo ">> vetting code"

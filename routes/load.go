@@ -204,10 +204,31 @@ func (l *cfgLoader) yamlError(err error) error {
 		line = l.aliasLine(strings.TrimSuffix(name, "' referenced"))
 	}
 	// The parser may point just past the end of the file.
-	if n := bytes.Count(l.data, []byte("\n")); line > n && n > 0 && bytes.HasSuffix(l.data, []byte("\n")) {
+	if n := cfgLineCount(l.data); line > n {
 		line = n
 	}
 	return l.errf(line, "", "invalid YAML: %s", msg)
+}
+
+// cfgLineCount returns the number of lines of data as the YAML scanner
+// counts them: lines break at LF, CR, CR LF, NEL, LS and PS, and a break at
+// the end of the data does not begin another line.
+func cfgLineCount(data []byte) int {
+	n := 1
+	for i := 0; i < len(data); {
+		r, size := utf8.DecodeRune(data[i:])
+		i += size
+		switch r {
+		case '\r', '\n', 0x85, 0x2028, 0x2029:
+			if r == '\r' && i < len(data) && data[i] == '\n' {
+				i++
+			}
+			if i < len(data) {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // aliasLine returns the first line that refers to the anchor name, or 1.

@@ -2,6 +2,7 @@ package routes
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"net/netip"
 	"path/filepath"
@@ -604,6 +605,40 @@ func TestParseErrors(t *testing.T) {
 			}
 			if got := err.Error(); got != tt.want {
 				t.Errorf("Parse error:\ngot  %s\nwant %s", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestParseErrorLineWithinFile is the regression test for a FuzzParse
+// finding (testdata/fuzz/FuzzParse/da8972bff0a45585): a YAML error at the
+// end of a file that does not end in a line feed named the line after the
+// last one ("[" gave line 2). The parser points just past the end of the
+// file; the line is now kept within the file, with lines counted as YAML
+// counts them (CR, NEL, LS and PS break lines too).
+func TestParseErrorLineWithinFile(t *testing.T) {
+	const msg = "invalid YAML: did not find expected node content"
+	tests := []struct {
+		name string
+		data string
+		line int
+	}{
+		{name: "an open flow sequence alone", data: "[", line: 1},
+		{name: "an open flow mapping alone", data: "{", line: 1},
+		{name: "no final line feed", data: "global:\n  dry_run: true\npolicies: [", line: 3},
+		{name: "a final line feed", data: "global:\n  dry_run: true\npolicies: [\n", line: 3},
+		{name: "empty lines at the end", data: "a: 1\nb: [\n\n\n", line: 4},
+		{name: "CR line ends", data: "a: [\r\r", line: 2},
+		{name: "a CR line end without a final one", data: "a:\r  b: [", line: 2},
+		{name: "CR LF line ends", data: "a: 1\r\nb: [\r\n", line: 2},
+		{name: "a line separator", data: "a: 1\u2028b: [", line: 2},
+		{name: "a next line character", data: "a: 1\u0085b: [\u0085", line: 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.data), "p.yml")
+			if want := fmt.Sprintf("p.yml:%d: %s", tt.line, msg); err == nil || err.Error() != want {
+				t.Errorf("Parse(%q) error:\ngot  %v\nwant %s", tt.data, err, want)
 			}
 		})
 	}
