@@ -69,16 +69,26 @@ func (s *benchSetup) flap(tb testing.TB, n int) {
 	}
 }
 
+var benchOpts = promhttp.HandlerOpts{
+	ErrorHandling:     promhttp.ContinueOnError,
+	EnableOpenMetrics: true,
+}
+
 // handler is the /metrics handler of the binary, for the link collector
 // alone.
 func (s *benchSetup) handler(tb testing.TB) http.Handler {
 	tb.Helper()
+	return New(s.w, Options{Buckets: DefaultBuckets}).Handler(prometheus.NewRegistry(), benchOpts)
+}
+
+// promhttpHandler serves the collector through the client library, as the
+// handler does for the protobuf format (and did for every format before it
+// wrote the text formats itself).
+func (s *benchSetup) promhttpHandler(tb testing.TB) http.Handler {
+	tb.Helper()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(New(s.w, Options{Buckets: DefaultBuckets}))
-	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{
-		ErrorHandling:     promhttp.ContinueOnError,
-		EnableOpenMetrics: true,
-	})
+	return promhttp.HandlerFor(reg, benchOpts)
 }
 
 // discardWriter is an http.ResponseWriter that counts and drops the body.
@@ -94,40 +104,59 @@ func (d *discardWriter) Write(p []byte) (int, error) { d.n += int64(len(p)); ret
 var _ io.Writer = (*discardWriter)(nil)
 
 // BenchmarkCollect8000 measures one scrape of 8000 links with the default 16
-// duration buckets, through promhttp as the binary serves it: the text
-// format, uncompressed and gzipped (as Prometheus asks for it). "steady"
-// scrapes are back to back with no change in between; "churn" flaps 1 % of
-// the links (80) before each scrape, outside the timed region.
+// duration buckets, through the handler the binary serves: the text format,
+// uncompressed and gzipped, and gzipped OpenMetrics as Prometheus asks for
+// it. "steady" scrapes are back to back with no change in between; "churn"
+// flaps 1 % of the links (80) before each scrape, outside the timed region.
 func BenchmarkCollect8000(b *testing.B) {
 	s := newBenchSetup(b, 4000)
-	h := s.handler(b)
-	for _, churn := range []int{0, 80} {
-		for _, enc := range []string{"identity", "gzip"} {
-			name := "steady"
-			if churn > 0 {
-				name = "churn"
+	benchScrapes(b, s, s.handler(b))
+}
+
+// BenchmarkCollect8000Promhttp is BenchmarkCollect8000 through the client
+// library: Collect, the registry and expfmt.
+func BenchmarkCollect8000Promhttp(b *testing.B) {
+	s := newBenchSetup(b, 4000)
+	benchScrapes(b, s, s.promhttpHandler(b))
+}
+
+func benchScrapes(b *testing.B, s *benchSetup, h http.Handler) {
+	for _, bc := range []struct {
+		name             string
+		churn            int // links flapped before each scrape
+		encoding, accept string
+	}{
+		{"steady/identity", 0, "", ""},
+		{"steady/gzip", 0, "gzip", ""},
+		{"churn/identity", 80, "", ""},
+		{"churn/gzip", 80, "gzip", ""},
+		// What Prometheus 3 asks for by default: gzipped OpenMetrics.
+		{"steady/gzip-openmetrics", 0, "gzip", prometheus3Accept},
+		{"churn/gzip-openmetrics", 80, "gzip", prometheus3Accept},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+			if bc.encoding != "" {
+				req.Header.Set("Accept-Encoding", bc.encoding)
 			}
-			b.Run(name+"/"+enc, func(b *testing.B) {
-				req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
-				if enc == "gzip" {
-					req.Header.Set("Accept-Encoding", "gzip")
+			if bc.accept != "" {
+				req.Header.Set("Accept", bc.accept)
+			}
+			rw := &discardWriter{h: http.Header{}}
+			h.ServeHTTP(rw, req) // warm up
+			b.ReportAllocs()
+			for b.Loop() {
+				if bc.churn > 0 {
+					b.StopTimer()
+					s.flap(b, bc.churn)
+					b.StartTimer()
 				}
-				rw := &discardWriter{h: http.Header{}}
-				h.ServeHTTP(rw, req) // warm up
-				b.ReportAllocs()
-				for b.Loop() {
-					if churn > 0 {
-						b.StopTimer()
-						s.flap(b, churn)
-						b.StartTimer()
-					}
-					rw.n = 0
-					clear(rw.h)
-					h.ServeHTTP(rw, req)
-				}
-				b.ReportMetric(float64(rw.n), "bytes/scrape")
-				b.ReportMetric(b.Elapsed().Seconds()*1000/float64(b.N), "ms/scrape")
-			})
-		}
+				rw.n = 0
+				clear(rw.h)
+				h.ServeHTTP(rw, req)
+			}
+			b.ReportMetric(float64(rw.n), "bytes/scrape")
+			b.ReportMetric(b.Elapsed().Seconds()*1000/float64(b.N), "ms/scrape")
+		})
 	}
 }
