@@ -1,7 +1,9 @@
 package collector
 
 import (
+	"compress/gzip"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -69,6 +71,8 @@ func (s *benchSetup) flap(tb testing.TB, n int) {
 	}
 }
 
+const protobufAccept = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited"
+
 var benchOpts = promhttp.HandlerOpts{
 	ErrorHandling:     promhttp.ContinueOnError,
 	EnableOpenMetrics: true,
@@ -133,6 +137,9 @@ func benchScrapes(b *testing.B, s *benchSetup, h http.Handler) {
 		// What Prometheus 3 asks for by default: gzipped OpenMetrics.
 		{"steady/gzip-openmetrics", 0, "gzip", prometheus3Accept},
 		{"churn/gzip-openmetrics", 80, "gzip", prometheus3Accept},
+		// What it asks for when it scrapes native histograms: protobuf,
+		// which goes through the client library.
+		{"steady/gzip-protobuf", 0, "gzip", protobufAccept},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
@@ -156,6 +163,29 @@ func benchScrapes(b *testing.B, s *benchSetup, h http.Handler) {
 				h.ServeHTTP(rw, req)
 			}
 			b.ReportMetric(float64(rw.n), "bytes/scrape")
+			b.ReportMetric(b.Elapsed().Seconds()*1000/float64(b.N), "ms/scrape")
+		})
+	}
+}
+
+// BenchmarkGzipText8000 gzips the uncompressed text exposition of 8000 links
+// as a whole, the way promhttp compresses a scrape, at its level (the
+// default) and at BestSpeed: what a gzipped scrape would cost on top of
+// rendering without the cache of compressed blocks.
+func BenchmarkGzipText8000(b *testing.B) {
+	s := newBenchSetup(b, 4000)
+	rec := httptest.NewRecorder()
+	s.handler(b).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	text := rec.Body.Bytes()
+	for _, level := range []int{gzip.DefaultCompression, gzip.BestSpeed} {
+		b.Run(fmt.Sprintf("level=%d", level), func(b *testing.B) {
+			zw, _ := gzip.NewWriterLevel(io.Discard, level)
+			b.SetBytes(int64(len(text)))
+			for b.Loop() {
+				zw.Reset(io.Discard)
+				_, _ = zw.Write(text)
+				_ = zw.Close()
+			}
 			b.ReportMetric(b.Elapsed().Seconds()*1000/float64(b.N), "ms/scrape")
 		})
 	}
