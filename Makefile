@@ -69,6 +69,21 @@ fuzz-short:
 fuzz-long:
 	$(call fuzz_run,$(FUZZ_LONG))
 
+.PHONY: bench
+bench:
+	@echo ">> side-by-side scrape benchmark against node_exporter (needs root; see BENCHMARKS.md)"
+	./bench/scrape.sh $(BENCH_ARGS)
+
+.PHONY: bench-smoke
+bench-smoke:
+	@echo ">> scrape benchmark smoke test (needs root)"
+	./bench/scrape.sh --smoke $(BENCH_ARGS)
+
+.PHONY: bench-go
+bench-go:
+	@echo ">> Go benchmarks of the hot paths"
+	$(GO) test -run '^$$' -bench . -benchmem -count $(or $(COUNT),1) ./watcher ./collector ./routes
+
 .PHONY: lint
 lint:
 	@echo ">> vetting code"

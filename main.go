@@ -119,13 +119,15 @@ func run() int {
 		Now: time.Now, Logger: logger.With("component", "watcher"),
 	})
 
+	// reg holds every collector but the link collector, whose handler
+	// serves both: it writes the link metrics in the text formats itself.
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		versioncollector.NewCollector("linkwatch"),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		collector.New(w, collector.Options{Buckets: bounds, NativeHistograms: *native}),
 	)
+	links := collector.New(w, collector.Options{Buckets: bounds, NativeHistograms: *native})
 	failover, err := newFailover(ctx, fo, w, reg, logger)
 	if err != nil {
 		logger.Error("cannot set up route failover", "err", err)
@@ -133,7 +135,7 @@ func run() int {
 	}
 
 	errLog := slog.NewLogLogger(logger.Handler(), slog.LevelError)
-	http.Handle(*metricsPath, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+	http.Handle(*metricsPath, links.Handler(reg, promhttp.HandlerOpts{
 		ErrorLog:          errLog,
 		ErrorHandling:     promhttp.ContinueOnError,
 		EnableOpenMetrics: true,

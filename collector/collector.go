@@ -3,14 +3,13 @@ package collector
 import (
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/linkwatch/linkwatch_exporter/watcher"
 )
-
-const namespace = "linkwatch"
 
 // A Source returns the current link state; *watcher.Watcher implements it.
 type Source interface {
@@ -43,6 +42,18 @@ type Collector struct {
 	mu  sync.Mutex
 	buf []watcher.Link
 
+	// The fast path of Handler: a spare view (a snapshot prepared for
+	// rendering), pooled renderers by format, and the caches of compressed
+	// text of each text format (Prometheus, OpenMetrics) for gzipped
+	// scrapes.
+	viewMu    sync.Mutex
+	spare     *view
+	renderers [2]sync.Pool
+	gzMu      sync.Mutex
+	gz        [2]*gzipCache
+
+	collects atomic.Uint64 // calls of Collect, for tests of the fast path
+
 	up, adminUp, carrier, operState, info, mtu           *prometheus.Desc
 	carrierChanges, carrierUpChanges, carrierDownChanges *prometheus.Desc
 	transitions, lastChange, untimed                     *prometheus.Desc
@@ -55,60 +66,41 @@ var _ prometheus.Collector = (*Collector)(nil)
 
 // New returns a Collector that reads from src.
 func New(src Source, o Options) *Collector {
-	dev := []string{"device"}
-	link := func(name, help string, labels ...string) *prometheus.Desc {
-		return prometheus.NewDesc(prometheus.BuildFQName(namespace, "link", name), help, append(dev, labels...), nil)
-	}
-	global := func(sub, name, help string, labels ...string) *prometheus.Desc {
-		return prometheus.NewDesc(prometheus.BuildFQName(namespace, sub, name), help, labels, nil)
+	desc := func(name string) *prometheus.Desc {
+		f := familyByName(name)
+		labels := f.labels
+		if f.link {
+			labels = append([]string{"device"}, labels...)
+		}
+		return prometheus.NewDesc(f.name, f.help, labels, nil)
 	}
 	return &Collector{
 		src: src, opts: o,
 
-		up: link("up", "Whether the link is up (1) or not (0): administratively up and either operationally up, "+
-			"or operationally unknown with carrier (as lo, tun and wireguard devices report)."),
-		adminUp:   link("admin_up", "Whether the link is administratively up (IFF_UP)."),
-		carrier:   link("carrier", "Whether the link has carrier (IFLA_CARRIER)."),
-		operState: link("oper_state", "Operational state of the link (RFC 2863): 1 for the current state, 0 for the others.", "state"),
-		info: link("info", "Non-numeric data about the link, value is always 1.",
-			"ifindex", "kind", "address", "master", "alias"),
-		mtu: link("mtu_bytes", "MTU of the link in bytes."),
+		up:        desc("linkwatch_link_up"),
+		adminUp:   desc("linkwatch_link_admin_up"),
+		carrier:   desc("linkwatch_link_carrier"),
+		operState: desc("linkwatch_link_oper_state"),
+		info:      desc("linkwatch_link_info"),
+		mtu:       desc("linkwatch_link_mtu_bytes"),
 
-		carrierChanges: link("carrier_changes_total",
-			"Carrier changes counted by the kernel since the device was created (IFLA_CARRIER_CHANGES)."),
-		carrierUpChanges: link("carrier_up_changes_total",
-			"Carrier up changes counted by the kernel since the device was created (IFLA_CARRIER_UP_COUNT)."),
-		carrierDownChanges: link("carrier_down_changes_total",
-			"Carrier down changes counted by the kernel since the device was created (IFLA_CARRIER_DOWN_COUNT)."),
-		transitions: link("transitions_total",
-			"Changes of linkwatch_link_up seen by the watcher, by the state changed to.", "to"),
-		lastChange: link("last_change_timestamp_seconds",
-			"Unix time of the last observed change of the link's up, admin, carrier or operational state or "+
-				"carrier counters, or when the exporter first saw the link."),
-		untimed: link("carrier_down_untimed_total",
-			"Completed carrier down periods that the kernel counted but did not report one by one "+
-				"(coalesced or lost notifications), so that their duration is unknown."),
-		downDuration: link("down_duration_seconds",
-			"Durations of completed carrier down periods whose start and end were each reported in their own notification."),
-		upDuration: link("up_duration_seconds",
-			"Durations of completed carrier up periods (time between failures) whose start and end were each "+
-				"reported in their own notification."),
+		carrierChanges:     desc("linkwatch_link_carrier_changes_total"),
+		carrierUpChanges:   desc("linkwatch_link_carrier_up_changes_total"),
+		carrierDownChanges: desc("linkwatch_link_carrier_down_changes_total"),
+		transitions:        desc("linkwatch_link_transitions_total"),
+		lastChange:         desc("linkwatch_link_last_change_timestamp_seconds"),
+		untimed:            desc("linkwatch_link_carrier_down_untimed_total"),
+		downDuration:       desc("linkwatch_link_down_duration_seconds"),
+		upDuration:         desc("linkwatch_link_up_duration_seconds"),
 
-		links: global("", "links", "Number of links currently exported."),
-		messages: global("netlink", "messages_total",
-			"Link notifications received from the kernel, by message type.", "type"),
-		overruns: global("netlink", "overruns_total",
-			"Receive buffer overruns (ENOBUFS) of the notification socket: notifications were lost and a resync followed."),
-		resyncs: global("netlink", "resyncs_total",
-			"Full link dumps made after start-up to reconcile the state, after overruns and reconnects."),
-		decodeErrors: global("netlink", "decode_errors_total",
-			"Link messages that could not be decoded and were skipped."),
-		receiveErrors: global("netlink", "receive_errors_total",
-			"Failures to receive from or reopen the notification socket, each followed by a retry with backoff."),
-		watcherUp: global("watcher", "up", "Whether the notification socket is open and healthy (1) or not (0)."),
-		netnsLost: global("watcher", "netns_lost_total",
-			"Times the watched network namespace (--watcher.netns) was found deleted or replaced: its sockets were closed "+
-				"to release it and its links dropped until a namespace at its path could be opened."),
+		links:         desc("linkwatch_links"),
+		messages:      desc("linkwatch_netlink_messages_total"),
+		overruns:      desc("linkwatch_netlink_overruns_total"),
+		resyncs:       desc("linkwatch_netlink_resyncs_total"),
+		decodeErrors:  desc("linkwatch_netlink_decode_errors_total"),
+		receiveErrors: desc("linkwatch_netlink_receive_errors_total"),
+		watcherUp:     desc("linkwatch_watcher_up"),
+		netnsLost:     desc("linkwatch_watcher_netns_lost_total"),
 	}
 }
 
@@ -126,6 +118,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector. It never touches the kernel.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	c.collects.Add(1)
 	c.mu.Lock()
 	links, stats := c.src.Snapshot(c.buf[:0])
 	for i := range links {
@@ -153,8 +146,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.netnsLost, stats.NetNSLost)
 }
 
+// collectLink sends the metrics of one link. Label values are made valid
+// UTF-8 first: link names and aliases are arbitrary bytes, and the client
+// library refuses invalid label values.
 func (c *Collector) collectLink(ch chan<- prometheus.Metric, l *watcher.Link) {
-	dev := l.Name
+	dev := validUTF8(l.Name)
 	gauge := func(d *prometheus.Desc, v float64, lv ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, append([]string{dev}, lv...)...)
 	}
@@ -167,7 +163,7 @@ func (c *Collector) collectLink(ch chan<- prometheus.Metric, l *watcher.Link) {
 	for _, s := range watcher.OperStates {
 		gauge(c.operState, boolFloat(l.OperState == s), s.String())
 	}
-	gauge(c.info, 1, strconv.Itoa(int(l.Index)), l.Kind, l.Address, l.Master, l.Alias)
+	gauge(c.info, 1, strconv.Itoa(int(l.Index)), validUTF8(l.Kind), validUTF8(l.Address), validUTF8(l.Master), validUTF8(l.Alias))
 	gauge(c.mtu, float64(l.MTU))
 	if l.HasCounters {
 		counter(c.carrierChanges, uint64(l.CarrierChanges))

@@ -78,7 +78,7 @@ func (s *whSink) Calls() []whCall {
 	return append([]whCall(nil), s.calls...)
 }
 
-func whFixture(t *testing.T, name string) string {
+func whFixture(t testing.TB, name string) string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("testdata", "webhook", name))
 	if err != nil {

@@ -10,9 +10,10 @@ import (
 // each bucket is 2^(2^-3), about 9 %, wider than the one before.
 const NativeSchema = 3
 
-// A Histogram accumulates completed period durations in seconds. It is
-// copy-on-write: observe replaces Buckets and Native instead of changing them
-// in place, so a snapshot may share them with the live state without copying.
+// A Histogram accumulates completed period durations in seconds. The
+// watcher updates Buckets in place, so that recording a duration allocates
+// nothing; the copies Snapshot and Lookup return have buckets of their own.
+// Native is copy-on-write instead (observe replaces it), so copies share it.
 type Histogram struct {
 	// Count and Sum are the number and total of the observations.
 	Count uint64
@@ -32,12 +33,12 @@ func (h *Histogram) observe(v float64, bounds []float64, native bool) {
 	h.Count++
 	h.Sum += v
 	if i, _ := slices.BinarySearch(bounds, v); i < len(bounds) {
-		b := make([]uint64, len(bounds))
-		copy(b, h.Buckets)
-		for ; i < len(b); i++ {
-			b[i]++
+		if h.Buckets == nil {
+			h.Buckets = make([]uint64, len(bounds))
 		}
-		h.Buckets = b
+		for ; i < len(h.Buckets); i++ {
+			h.Buckets[i]++
+		}
 	}
 	if native {
 		m := maps.Clone(h.Native)
@@ -47,6 +48,23 @@ func (h *Histogram) observe(v float64, bounds []float64, native bool) {
 		m[nativeIndex(v)]++
 		h.Native = m
 	}
+}
+
+// clone returns a copy of h whose Buckets are its own.
+func (h Histogram) clone() Histogram {
+	h.Buckets = slices.Clone(h.Buckets)
+	return h
+}
+
+// cloneInto is clone with the buckets appended to arena, which it returns.
+func (h *Histogram) cloneInto(arena []uint64) []uint64 {
+	if h.Buckets == nil {
+		return arena
+	}
+	start := len(arena)
+	arena = append(arena, h.Buckets...)
+	h.Buckets = arena[start:len(arena):len(arena)]
+	return arena
 }
 
 // NativeZeroThreshold is the width of the native histograms' zero bucket, the

@@ -3,6 +3,7 @@ package watcher
 import (
 	"net"
 	"regexp"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -53,6 +54,30 @@ type Link struct {
 	// DownDurations.Count+UntimedDown equals the growth of CarrierDownCount
 	// since FirstSeen.
 	UntimedDown uint64
+
+	// Gen changes whenever any other field of the link changes, and only
+	// then, except Master, which is the master's name resolved when the
+	// copy is made: a consumer can keep what it derives from a link for as
+	// long as Gen and Master stay the same. Gens are unique within a
+	// watcher, also across links, so a link that replaces another on the
+	// same ifindex never repeats its Gen.
+	Gen uint64
+}
+
+// sameAs reports whether l and o agree on every field but Gen and Master.
+// Histograms are compared by count and sum, which every observation
+// changes. TestGenCoversEveryField keeps the list complete.
+func (l *Link) sameAs(o *Link) bool {
+	return l.Index == o.Index && l.Name == o.Name && l.Kind == o.Kind && l.Address == o.Address &&
+		l.Alias == o.Alias && l.MTU == o.MTU &&
+		l.AdminUp == o.AdminUp && l.Carrier == o.Carrier && l.OperState == o.OperState && l.Up == o.Up &&
+		l.HasCounters == o.HasCounters && l.CarrierChanges == o.CarrierChanges &&
+		l.CarrierUpCount == o.CarrierUpCount && l.CarrierDownCount == o.CarrierDownCount &&
+		l.TransitionsUp == o.TransitionsUp && l.TransitionsDown == o.TransitionsDown &&
+		l.FirstSeen == o.FirstSeen && l.LastChange == o.LastChange &&
+		l.DownDurations.Count == o.DownDurations.Count && l.DownDurations.Sum == o.DownDurations.Sum &&
+		l.UpDurations.Count == o.UpDurations.Count && l.UpDurations.Sum == o.UpDurations.Sum &&
+		l.UntimedDown == o.UntimedDown
 }
 
 // A Transition tells a subscriber that a link changed. Transitions of the same
@@ -114,6 +139,7 @@ type table struct {
 	native  bool
 	filter  filter
 	epoch   uint64 // bumped by each resync; links carry the epoch they were last seen in
+	gen     uint64 // the last Gen handed out
 	ignored uint64 // messages not about a device (AF_BRIDGE port messages)
 	stale   uint64 // messages older than the state they would replace
 }
@@ -196,8 +222,15 @@ func (t *table) add(u *update, now time.Time) *link {
 	l.CarrierChanges, l.CarrierUpCount, l.CarrierDownCount = u.carrierChanges, u.carrierUp, u.carrierDown
 	l.periodStart = now
 	l.epoch = t.epoch
+	l.Gen = t.nextGen()
 	t.links[u.index] = l
 	return l
+}
+
+// nextGen returns a Gen no link has had yet.
+func (t *table) nextGen() uint64 {
+	t.gen++
+	return t.gen
 }
 
 // beginResync starts a full dump: every link the dump does not mention
@@ -252,9 +285,9 @@ func (l *link) setState(u *update) {
 // carrier counters and whether the link changed in a way subscribers care
 // about.
 func (l *link) update(u *update, now time.Time, exact bool, t *table) (ups, downs uint32, changed bool) {
-	prevName := l.Name
-	l.setAttrs(u, t)
 	prev := l.Link
+	prevMaster := l.master
+	l.setAttrs(u, t)
 	l.setState(u)
 
 	switch {
@@ -289,7 +322,10 @@ func (l *link) update(u *update, now time.Time, exact bool, t *table) (ups, down
 	if changed {
 		l.LastChange = now
 	}
-	return ups, downs, changed || l.Name != prevName
+	if l.master != prevMaster || !l.Link.sameAs(&prev) {
+		l.Gen = t.nextGen()
+	}
+	return ups, downs, changed || l.Name != prev.Name
 }
 
 // account closes and opens carrier periods for a message whose counters grew
@@ -336,18 +372,37 @@ func (l *link) transition(now time.Time) Transition {
 	}
 }
 
-// snapshot returns copies of the exported links. Histograms are shared, which
-// is safe because they are copy-on-write.
+// snapshot appends copies of the exported links to dst. The bucket counts of
+// their histograms are copied into one block allocated for the purpose.
 func (t *table) snapshot(dst []Link) []Link {
+	dst = slices.Grow(dst, len(t.links))
+	start, buckets := len(dst), 0
 	for _, l := range t.links {
 		if !l.exported {
 			continue
 		}
 		c := l.Link
 		c.Master = t.masterName(l.master)
+		buckets += len(c.DownDurations.Buckets) + len(c.UpDurations.Buckets)
 		dst = append(dst, c)
 	}
+	if buckets > 0 {
+		arena := make([]uint64, 0, buckets)
+		for i := start; i < len(dst); i++ {
+			arena = dst[i].DownDurations.cloneInto(arena)
+			arena = dst[i].UpDurations.cloneInto(arena)
+		}
+	}
 	return dst
+}
+
+// copyOf returns a copy of l that shares nothing mutable with it.
+func (t *table) copyOf(l *link) Link {
+	c := l.Link
+	c.Master = t.masterName(l.master)
+	c.DownDurations = c.DownDurations.clone()
+	c.UpDurations = c.UpDurations.clone()
+	return c
 }
 
 // masterName resolves the ifindex of a master device to its name.
@@ -365,9 +420,7 @@ func (t *table) masterName(index int32) string {
 func (t *table) lookup(name string) (Link, bool) {
 	for _, l := range t.links {
 		if l.Name == name {
-			c := l.Link
-			c.Master = t.masterName(l.master)
-			return c, true
+			return t.copyOf(l), true
 		}
 	}
 	return Link{}, false

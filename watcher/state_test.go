@@ -754,17 +754,26 @@ func TestHistogram(t *testing.T) {
 		}
 	})
 
-	t.Run("copy on write", func(t *testing.T) {
+	t.Run("clones are independent", func(t *testing.T) {
 		t.Parallel()
 		bounds := []float64{1, 10}
 		var h Histogram
 		h.observe(1, bounds, true)
-		c := h
+		c := h.clone()
+		var arena []uint64
+		c2 := h
+		arena = c2.cloneInto(arena)
+		if len(arena) != 2 || &arena[0] != &c2.Buckets[0] {
+			t.Errorf("cloneInto did not use the arena: %v %v", arena, c2.Buckets)
+		}
 		h.observe(2, bounds, true)
 		h.observe(0.5, bounds, true)
 		want := Histogram{Count: 1, Sum: 1, Buckets: []uint64{1, 1}, Native: map[int]int64{0: 1}}
 		if diff := cmp.Diff(want, c); diff != "" {
-			t.Errorf("copy changed by later observations (-want +got):\n%s", diff)
+			t.Errorf("clone changed by later observations (-want +got):\n%s", diff)
+		}
+		if diff := cmp.Diff(want, c2); diff != "" {
+			t.Errorf("clone into an arena changed by later observations (-want +got):\n%s", diff)
 		}
 		want = Histogram{Count: 3, Sum: 3.5, Buckets: []uint64{2, 3}, Native: map[int]int64{-8: 1, 0: 1, 8: 1}}
 		if diff := cmp.Diff(want, h); diff != "" {
@@ -780,6 +789,18 @@ func TestHistogram(t *testing.T) {
 			t.Errorf("histogram %+v, want no buckets", h)
 		}
 	})
+}
+
+// TestObserveDoesNotAllocate checks that recording a duration allocates only
+// the first time. Not parallel: AllocsPerRun counts every goroutine's
+// allocations.
+func TestObserveDoesNotAllocate(t *testing.T) {
+	bounds := []float64{1, 10}
+	var h Histogram
+	h.observe(0.5, bounds, false)
+	if n := testing.AllocsPerRun(100, func() { h.observe(2, bounds, false) }); n != 0 {
+		t.Errorf("observe allocates %v times", n)
+	}
 }
 
 func TestNativeIndex(t *testing.T) {

@@ -415,9 +415,7 @@ func (w *Watcher) LookupIndex(index int32) (Link, bool) {
 	if l == nil {
 		return Link{}, false
 	}
-	c := l.Link
-	c.Master = w.table.masterName(l.master)
-	return c, true
+	return w.table.copyOf(l), true
 }
 
 // sleep waits for d or until ctx is canceled, and reports whether it waited
