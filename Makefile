@@ -38,6 +38,17 @@ test:
 	./deploy/prometheus/check.sh
 	./deploy/systemd/check.sh
 	./deploy/kubernetes/check.sh
+	@echo ">> fuzzing each target briefly"
+	$(MAKE) --no-print-directory fuzz-short
+
+# The long form of the reliability suite (RELIABILITY.md): the TestStress*
+# integration tests with LWT_STRESS=long. `make test` runs their short form.
+STRESS_TIMEOUT ?= 4h
+
+.PHONY: stress
+stress:
+	@echo ">> running the reliability suite, long form (needs root)"
+	LWT_STRESS=long $(GO) test -race -count=1 -timeout $(STRESS_TIMEOUT) -v -run '^TestStress' ./integration/
 
 .PHONY: test-short
 test-short:
@@ -49,7 +60,7 @@ test-short:
 # inputs are minimized for at most FUZZ_MINIMIZE: the default of 60s lets the
 # minimizer stall a worker for a minute on inputs grown from the larger seeds.
 FUZZ_TARGETS  := watcher:FuzzDecodeAndApply routes:FuzzParse routes:FuzzWebhook
-FUZZ_SHORT    ?= 15s
+FUZZ_SHORT    ?= 10s
 FUZZ_LONG     ?= 10m
 FUZZ_MINIMIZE ?= 5s
 
