@@ -140,7 +140,11 @@ func foNewTopology(t *testing.T, short string) *foTopo {
 		"route add default via " + foGW1 + " dev " + foPri + " table 100 proto static metric 50",
 		"route add fd91:50::/64 via fd91:1::2 dev " + foPri + " proto static metric 50",
 	})
-	before := foForeignRoutes(t, topo.router)
+	// The kernel adds the local routes of IPv6 addresses (the link-local
+	// ones, generated once the link has carrier, too) from a work queue,
+	// after the commands above have returned: take the snapshot only
+	// once they are all there, or it changes under the test.
+	before := foSettledRoutes(t, topo.router, foPri, foBak)
 	t.Cleanup(func() {
 		// The test may have ended (or failed) with an uplink down: bring
 		// both back so that the linkdown flags are as at the start.
@@ -210,6 +214,43 @@ func foForeignRoutes(t testing.TB, ns netns) string {
 		}
 	}
 	return b.String()
+}
+
+// foSettledRoutes waits until each of devs has a global and a link-local
+// IPv6 address, none of them tentative, each with its local route, and
+// then returns foForeignRoutes.
+func foSettledRoutes(t testing.TB, ns netns, devs ...string) string {
+	t.Helper()
+	var routes string
+	eventually(t, 10*time.Second, func() error {
+		routes = foForeignRoutes(t, ns)
+		for _, dev := range devs {
+			out, err := exec.Command("ip", "-6", "-n", ns.Name, "-o", "addr", "show", "dev", dev).CombinedOutput()
+			if err != nil {
+				return fmt.Errorf("ip -6 -n %s addr show dev %s: %v: %s", ns.Name, dev, err, out)
+			}
+			scopes := make(map[string]bool)
+			for line := range strings.Lines(string(out)) {
+				f := strings.Fields(line)
+				if len(f) < 6 || f[2] != "inet6" {
+					continue
+				}
+				if strings.Contains(line, " tentative") {
+					return fmt.Errorf("%s: address %s still tentative", dev, f[3])
+				}
+				addr, _, _ := strings.Cut(f[3], "/")
+				if !strings.Contains(routes, "local "+addr+" dev "+dev+" ") {
+					return fmt.Errorf("%s: no local route for %s yet", dev, addr)
+				}
+				scopes[f[5]] = true
+			}
+			if !scopes["global"] || !scopes["link"] {
+				return fmt.Errorf("%s: IPv6 address scopes %v, want global and link", dev, scopes)
+			}
+		}
+		return nil
+	})
+	return routes
 }
 
 // foAllRoutes returns every route of every table of ns, ours included.
