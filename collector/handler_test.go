@@ -334,7 +334,7 @@ func TestCRCCombine(t *testing.T) {
 func TestAppendFloat(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	values := []float64{0, 1, -1, 2, 0.5, 999999, 1e6, 1e6 + 1, 123456789, 1 << 53, 1<<53 + 2, 1e21, 1e-5,
-		math.MaxUint64, math.NaN(), math.Inf(1), math.Inf(-1), -0.0, 1.7e9, 1700000090.123456, math.SmallestNonzeroFloat64}
+		math.MaxUint64, math.NaN(), math.Inf(1), math.Inf(-1), math.Copysign(0, -1), 1.7e9, 1700000090.123456, math.SmallestNonzeroFloat64}
 	for range 10000 {
 		values = append(values, float64(rng.Uint64N(1<<uint(rng.IntN(63)+1))), rng.NormFloat64()*math.Pow(10, float64(rng.IntN(40)-20)))
 	}

@@ -1098,15 +1098,11 @@ func TestE2EAlertFailover(t *testing.T) {
 		return func() (time.Time, bool, error) {
 			out := e.out.String()
 			var first time.Time
-			for _, l := range e2eLog(out, since, "Webhook notification applied", "matched=1") {
-				first = l.at
-				break
+			if l := e2eLog(out, since, "Webhook notification applied", "matched=1"); len(l) > 0 {
+				first = l[0].at
 			}
-			for _, l := range e2eLog(out, since, "Webhook request refused") {
-				if first.IsZero() || l.at.Before(first) {
-					first = l.at
-				}
-				break
+			if l := e2eLog(out, since, "Webhook request refused"); len(l) > 0 && (first.IsZero() || l[0].at.Before(first)) {
+				first = l[0].at
 			}
 			return first, !first.IsZero(), fmt.Errorf("no webhook request with our alert logged")
 		}
@@ -1352,7 +1348,7 @@ func TestE2EAlertFailover(t *testing.T) {
 		return nil
 	})
 	first := bursts[0]
-	st = e2eWatch(t, first.end, 20*time.Second, diag, []e2eStage{
+	e2eWatch(t, first.end, 20*time.Second, diag, []e2eStage{
 		{"LinkwatchLinkFlapping firing", -1, func() (time.Time, bool, error) {
 			a, err := prom.alert(e2eFlapAlert)
 			return time.Time{}, a.State == "firing", err
