@@ -188,7 +188,7 @@ grow_namespace() { # grow_namespace FROM TO: add pairs FROM..TO-1 and wait for c
 		sleep 0.1
 	done
 	[ "$(ip -n "$NS" -o link show up | grep -c LOWER_UP)" -ge "$want" ] || die "namespace never had $want interfaces with carrier"
-	log "namespace $NS: $to pairs ($want interfaces) up, +$((to - from)) pairs in $(echo "$(date +%s.%N) - $t0" | bc) s"
+	log "namespace $NS: $to pairs ($want interfaces) up, +$((to - from)) pairs in $(echo "$(date +%s.%N) $t0" | awk '{printf "%.2f", $1 - $2}') s"
 }
 
 CSV="$OUT/results.csv"
