@@ -140,11 +140,13 @@ var foClient = &http.Client{
 // clients.
 func foStart(t *testing.T, topo *foTopo, policy, token string, extra ...string) *foExporter {
 	t.Helper()
-	return foStartBinary(t, binary, topo, policy, token, extra...)
+	return foStartCommand(t, []string{binary}, topo, policy, token, extra...)
 }
 
-// foStartBinary is foStart with another build of the exporter.
-func foStartBinary(t *testing.T, bin string, topo *foTopo, policy, token string, extra ...string) *foExporter {
+// foStartCommand is foStart with another build of the exporter, or run
+// through a wrapper that execs it (such as chrt): command is the program and
+// its first arguments, to which foStart's are appended.
+func foStartCommand(t *testing.T, command []string, topo *foTopo, policy, token string, extra ...string) *foExporter {
 	t.Helper()
 	addr := freeAddr(t)
 	args := []string{"--watcher.netns", topo.router.Path, "--web.listen-address", addr, "--config.file", policy}
@@ -152,7 +154,7 @@ func foStartBinary(t *testing.T, bin string, topo *foTopo, policy, token string,
 		f := foWrite(t, filepath.Join(filepath.Dir(policy), "token"), token+"\n")
 		args = append(args, "--webhook.bearer-token-file", f)
 	}
-	cmd := exec.Command(bin, append(args, extra...)...)
+	cmd := exec.Command(command[0], slices.Concat(command[1:], args, extra)...)
 	p := &process{cmd: cmd, out: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Env = binaryEnv()
 	cmd.Stdout, cmd.Stderr = p.out, p.out

@@ -32,8 +32,11 @@ import (
 // build, so that the measurement itself keeps working. LWT_BENCH_FAILOVER=1
 // runs 100 trials (LWT_BENCH_FAILOVER=N: N trials) against an exporter built
 // without the race detector, as `make bench-failover` does;
-// LWT_BENCH_FAILOVER_CSV=FILE also writes every sample to FILE. The figures
-// are logged with the prefix "MEASURED:"; they are never pass criteria.
+// LWT_BENCH_FAILOVER_CSV=FILE also writes every sample to FILE, and
+// LWT_BENCH_FAILOVER_RT=1 runs the exporter and the listener with real-time
+// priority (chrt -f 10, SCHED_FIFO), which shows how much of the tail is
+// waiting for a CPU on a busy machine. The figures are logged with the
+// prefix "MEASURED:"; they are never pass criteria.
 func TestFailoverReaction(t *testing.T) {
 	trials, bin := 10, binary
 	if v := os.Getenv("LWT_BENCH_FAILOVER"); v != "" && v != "0" {
@@ -52,11 +55,16 @@ func TestFailoverReaction(t *testing.T) {
 		}
 		t.Logf("built %s without the race detector in %v", bin, time.Since(start).Round(time.Millisecond))
 	}
-	mon := foMonitor(t, topo.router)
+	var prio []string
+	if os.Getenv("LWT_BENCH_FAILOVER_RT") == "1" {
+		prio = []string{requireTool(t, "chrt"), "-f", "10"}
+		t.Logf("exporter and ip monitor run with %s", strings.Join(prio, " "))
+	}
+	mon := foMonitor(t, topo.router, prio...)
 	// Failback as soon as the link is back: a trial takes a fraction of a
 	// second.
 	policy := foPolicy{Triggers: "[link, alert]", UpDelay: 100 * time.Millisecond, MinFail: 100 * time.Millisecond}
-	e := foStartBinary(t, bin, topo, foWrite(t, filepath.Join(dir, "policy.yml"), policy.yaml()), "")
+	e := foStartCommand(t, append(prio, bin), topo, foWrite(t, filepath.Join(dir, "policy.yml"), policy.yaml()), "")
 	foRequireInstalled(t, topo, 0, "before the first trial")
 
 	var res foReaction
@@ -154,11 +162,13 @@ type foMon struct {
 	done   chan struct{}
 }
 
-// foMonitor starts `ip -ts monitor link route` in ns and returns once it
-// reports events. It is stopped when the test ends.
-func foMonitor(t *testing.T, ns netns) *foMon {
+// foMonitor starts `ip -ts monitor link route` in ns, run through the
+// wrapper command if one is given, and returns once it reports events. It is
+// stopped when the test ends.
+func foMonitor(t *testing.T, ns netns, wrapper ...string) *foMon {
 	t.Helper()
-	cmd := exec.Command("ip", "-n", ns.Name, "-ts", "monitor", "link", "route")
+	argv := append(wrapper, "ip", "-n", ns.Name, "-ts", "monitor", "link", "route")
+	cmd := exec.Command(argv[0], argv[1:]...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
