@@ -22,7 +22,8 @@ import (
 //
 //   - link trigger: from the RTM_NEWLINK that reports the primary uplink's
 //     carrier loss (the exporter's watcher socket receives the same
-//     multicast message) to the RTM_NEWROUTE of each backup route;
+//     multicast message) to the RTM_NEWROUTE of the first and of the last
+//     backup route (IPv4 and IPv6);
 //   - webhook: from sending a firing notification to the backup routes'
 //     RTM_NEWROUTE, and to the answer being received (an upper bound of the
 //     time from the request received to the route installed and the reply
@@ -39,7 +40,9 @@ import (
 // prefix "MEASURED:"; they are never pass criteria.
 func TestFailoverReaction(t *testing.T) {
 	trials, bin := 10, binary
-	if v := os.Getenv("LWT_BENCH_FAILOVER"); v != "" && v != "0" {
+	v := os.Getenv("LWT_BENCH_FAILOVER")
+	bench := v != "" && v != "0"
+	if bench {
 		trials = 100
 		if n, err := strconv.Atoi(v); err == nil && n > 1 {
 			trials = n
@@ -47,7 +50,7 @@ func TestFailoverReaction(t *testing.T) {
 	}
 	topo := foNewTopology(t, "fort")
 	dir := foDir(t)
-	if trials != 10 {
+	if bench {
 		bin = filepath.Join(dir, "linkwatch_exporter")
 		start := time.Now()
 		if err := buildExporter(bin); err != nil {
@@ -64,7 +67,7 @@ func TestFailoverReaction(t *testing.T) {
 	// Failback as soon as the link is back: a trial takes a fraction of a
 	// second.
 	policy := foPolicy{Triggers: "[link, alert]", UpDelay: 100 * time.Millisecond, MinFail: 100 * time.Millisecond}
-	e := foStartCommand(t, append(prio, bin), topo, foWrite(t, filepath.Join(dir, "policy.yml"), policy.yaml()), "")
+	e := foStartCommand(t, slices.Concat(prio, []string{bin}), topo, foWrite(t, filepath.Join(dir, "policy.yml"), policy.yaml()), "")
 	foRequireInstalled(t, topo, 0, "before the first trial")
 
 	var res foReaction
@@ -108,7 +111,7 @@ func TestFailoverReaction(t *testing.T) {
 
 // foReaction holds the samples of TestFailoverReaction.
 type foReaction struct {
-	linkFirst, linkAll   []time.Duration // carrier loss to the first, both backup routes
+	linkFirst, linkAll   []time.Duration // carrier loss to the first, to the last backup route
 	hookRoute, hookReply []time.Duration // notification sent to both routes, to the answer
 }
 
@@ -116,7 +119,7 @@ type foReaction struct {
 func (r *foReaction) report(t *testing.T, kind string, trials int) {
 	t.Helper()
 	if kind == "link" {
-		t.Logf("MEASURED: failover reaction, RTM_NEWLINK carrier loss to first backup route (IPv4) RTM_NEWROUTE, %d trials: %s", trials, foPercentiles(r.linkFirst))
+		t.Logf("MEASURED: failover reaction, RTM_NEWLINK carrier loss to the first backup route's RTM_NEWROUTE, %d trials: %s", trials, foPercentiles(r.linkFirst))
 		t.Logf("MEASURED: failover reaction, RTM_NEWLINK carrier loss to both backup routes (IPv4, IPv6), %d trials: %s", trials, foPercentiles(r.linkAll))
 		return
 	}
@@ -167,7 +170,7 @@ type foMon struct {
 // stopped when the test ends.
 func foMonitor(t *testing.T, ns netns, wrapper ...string) *foMon {
 	t.Helper()
-	argv := append(wrapper, "ip", "-n", ns.Name, "-ts", "monitor", "link", "route")
+	argv := slices.Concat(wrapper, []string{"ip", "-n", ns.Name, "-ts", "monitor", "link", "route"})
 	cmd := exec.Command(argv[0], argv[1:]...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
