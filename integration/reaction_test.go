@@ -36,7 +36,8 @@ import (
 // LWT_BENCH_FAILOVER_CSV=FILE also writes every sample to FILE, and
 // LWT_BENCH_FAILOVER_RT=1 runs the exporter and the listener with real-time
 // priority (chrt -f 10, SCHED_FIFO), which shows how much of the tail is
-// waiting for a CPU on a busy machine. The figures are logged with the
+// waiting for a CPU on a busy machine; LWT_BENCH_FAILOVER_RT=listener does
+// so for the listener alone, which shows how much of it is the exporter's. The figures are logged with the
 // prefix "MEASURED:"; they are never pass criteria.
 func TestFailoverReaction(t *testing.T) {
 	trials, bin := 10, binary
@@ -58,12 +59,19 @@ func TestFailoverReaction(t *testing.T) {
 		}
 		t.Logf("built %s without the race detector in %v", bin, time.Since(start).Round(time.Millisecond))
 	}
-	var prio []string
-	if os.Getenv("LWT_BENCH_FAILOVER_RT") == "1" {
-		prio = []string{requireTool(t, "chrt"), "-f", "10"}
-		t.Logf("exporter and ip monitor run with %s", strings.Join(prio, " "))
+	var prio, monPrio []string
+	switch rt := os.Getenv("LWT_BENCH_FAILOVER_RT"); rt {
+	case "", "0":
+	case "1", "listener":
+		monPrio = []string{requireTool(t, "chrt"), "-f", "10"}
+		if rt == "1" {
+			prio = monPrio
+		}
+		t.Logf("LWT_BENCH_FAILOVER_RT=%s: ip monitor (and with 1 the exporter) run with %s", rt, strings.Join(monPrio, " "))
+	default:
+		t.Fatalf("LWT_BENCH_FAILOVER_RT=%q, want 1 or listener", rt)
 	}
-	mon := foMonitor(t, topo.router, prio...)
+	mon := foMonitor(t, topo.router, monPrio...)
 	// Failback as soon as the link is back: a trial takes a fraction of a
 	// second.
 	policy := foPolicy{Triggers: "[link, alert]", UpDelay: 100 * time.Millisecond, MinFail: 100 * time.Millisecond}
