@@ -90,6 +90,16 @@ bench-smoke:
 	@echo ">> scrape benchmark smoke test (needs root)"
 	./bench/scrape.sh --smoke $(BENCH_ARGS)
 
+# Failover reaction time (BENCHMARKS.md, target 4): 100 trials of each
+# trigger in the failover topology against an exporter built without the race
+# detector. `make test` runs its short form (10 trials, race build).
+FAILOVER_TRIALS ?= 100
+
+.PHONY: bench-failover
+bench-failover:
+	@echo ">> failover reaction benchmark, $(FAILOVER_TRIALS) trials (needs root; see BENCHMARKS.md)"
+	LWT_BENCH_FAILOVER=$(FAILOVER_TRIALS) $(GO) test -count=1 -timeout 30m -v -run '^TestFailoverReaction$$' ./integration/
+
 .PHONY: bench-go
 bench-go:
 	@echo ">> Go benchmarks of the hot paths"

@@ -188,7 +188,7 @@ grow_namespace() { # grow_namespace FROM TO: add pairs FROM..TO-1 and wait for c
 		sleep 0.1
 	done
 	[ "$(ip -n "$NS" -o link show up | grep -c LOWER_UP)" -ge "$want" ] || die "namespace never had $want interfaces with carrier"
-	log "namespace $NS: $to pairs ($want interfaces) up, +$((to - from)) pairs in $(echo "$(date +%s.%N) - $t0" | bc) s"
+	log "namespace $NS: $to pairs ($want interfaces) up, +$((to - from)) pairs in $(echo "$(date +%s.%N) $t0" | awk '{printf "%.2f", $1 - $2}') s"
 }
 
 CSV="$OUT/results.csv"
@@ -294,7 +294,7 @@ med() {
 			m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
 			if (m == int(m)) printf "%d\n", m; else printf "%.2f\n", m }'
 }
-ratio() { echo "$1 $2" | awk '{if ($1 == "-" || $2 == "-" || $2 == 0) print "-"; else printf "%.3f (1/%.1f)", $1 / $2, $2 / $1}'; }
+ratio() { echo "$1 $2" | awk '{if ($1 == "-" || $2 == "-" || $2 == 0) print "-"; else if ($1 == 0) print "0"; else printf "%.3f (1/%.1f)", $1 / $2, $2 / $1}'; }
 col() { head -1 "$CSV" | tr , '\n' | grep -nx "$1" | cut -d: -f1; }
 
 {

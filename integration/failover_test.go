@@ -40,7 +40,9 @@ type foPolicy struct {
 	Metric    int    // of both backup routes; 50 if 0
 	Dampening string // YAML flow mapping, or empty for none
 	DryRun    bool
-	Bogus     bool // add an unknown key (an invalid file)
+	Bogus     bool          // add an unknown key (an invalid file)
+	UpDelay   time.Duration // foUpDelay if 0
+	MinFail   time.Duration // foMinFail if 0
 }
 
 // yaml renders the policy file: one policy for lwt-pri whose routes are an
@@ -51,6 +53,12 @@ func (p foPolicy) yaml() string {
 	}
 	if p.Metric == 0 {
 		p.Metric = 50
+	}
+	if p.UpDelay == 0 {
+		p.UpDelay = foUpDelay
+	}
+	if p.MinFail == 0 {
+		p.MinFail = foMinFail
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, `# written by the linkwatch failover integration tests
@@ -76,7 +84,7 @@ policies:
     down_delay: 0s
     up_delay: %s
     min_failover_time: %s
-`, p.DryRun, foRepair, foPolicyName, foPri, p.Triggers, foGW2, foBak, p.Metric, foGW2v6, foBak, p.Metric, foUpDelay, foMinFail)
+`, p.DryRun, foRepair, foPolicyName, foPri, p.Triggers, foGW2, foBak, p.Metric, foGW2v6, foBak, p.Metric, p.UpDelay, p.MinFail)
 	if p.Dampening != "" {
 		fmt.Fprintf(&b, "    dampening: %s\n", p.Dampening)
 	}
@@ -132,13 +140,21 @@ var foClient = &http.Client{
 // clients.
 func foStart(t *testing.T, topo *foTopo, policy, token string, extra ...string) *foExporter {
 	t.Helper()
+	return foStartCommand(t, []string{binary}, topo, policy, token, extra...)
+}
+
+// foStartCommand is foStart with another build of the exporter, or run
+// through a wrapper that execs it (such as chrt): command is the program and
+// its first arguments, to which foStart's are appended.
+func foStartCommand(t *testing.T, command []string, topo *foTopo, policy, token string, extra ...string) *foExporter {
+	t.Helper()
 	addr := freeAddr(t)
 	args := []string{"--watcher.netns", topo.router.Path, "--web.listen-address", addr, "--config.file", policy}
 	if token != "" {
 		f := foWrite(t, filepath.Join(filepath.Dir(policy), "token"), token+"\n")
 		args = append(args, "--webhook.bearer-token-file", f)
 	}
-	cmd := exec.Command(binary, append(args, extra...)...)
+	cmd := exec.Command(command[0], slices.Concat(command[1:], args, extra)...)
 	p := &process{cmd: cmd, out: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Env = binaryEnv()
 	cmd.Stdout, cmd.Stderr = p.out, p.out
@@ -244,7 +260,13 @@ func (e *foExporter) webhookWith(client *http.Client, req *http.Request) (int, s
 // number of matched alerts, and returns the round-trip time.
 func (e *foExporter) notify(t *testing.T, payload []byte, wantMatched int) time.Duration {
 	t.Helper()
-	code, body, took, err := e.webhook(e.newRequest(http.MethodPost, payload))
+	return e.notifyWith(t, foClient, payload, wantMatched)
+}
+
+// notifyWith is notify with another client.
+func (e *foExporter) notifyWith(t *testing.T, client *http.Client, payload []byte, wantMatched int) time.Duration {
+	t.Helper()
+	code, body, took, err := e.webhookWith(client, e.newRequest(http.MethodPost, payload))
 	if err != nil {
 		t.Fatalf("webhook: %v", err)
 	}

@@ -60,15 +60,23 @@ func runTests(m *testing.M) int {
 	}
 	binary = filepath.Join(dir, "linkwatch_exporter")
 	start := time.Now()
-	build := exec.Command("go", "build", "-race", "-o", binary, "github.com/linkwatch/linkwatch_exporter")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "integration: building the exporter: %v\n%s", err, out)
+	if err := buildExporter(binary, "-race"); err != nil {
+		fmt.Fprintln(os.Stderr, "integration:", err)
 		return 1
 	}
 	if testing.Verbose() {
 		fmt.Printf("integration: built %s in %v\n", binary, time.Since(start).Round(time.Millisecond))
 	}
 	return m.Run()
+}
+
+// buildExporter builds the exporter into path with extra go build flags.
+func buildExporter(path string, flags ...string) error {
+	args := append(append([]string{"build"}, flags...), "-o", path, "github.com/linkwatch/linkwatch_exporter")
+	if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("building the exporter: %w\n%s", err, out)
+	}
+	return nil
 }
 
 // binaryEnv is the environment of every exporter the tests run. The race
