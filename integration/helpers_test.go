@@ -739,3 +739,96 @@ func ms(d time.Duration) string {
 func secs(s float64) time.Duration {
 	return time.Duration(math.Round(s * float64(time.Second)))
 }
+
+// An agreement sums up what agreesWithKernel checked.
+type agreement struct {
+	Timed, Untimed float64 // down periods in the histograms, and untimed
+	Flaps          uint64  // growth of the kernel's down counts since the baseline
+}
+
+// firstCounters checks that the first scrape f shows, for every device in
+// names, the counters sysfs showed before the exporter started (nothing
+// flapped in between), and returns each device's down count as the baseline
+// for agreesWithKernel.
+func (f families) firstCounters(pre map[string]counters, names []string) (map[string]uint64, error) {
+	baseline := make(map[string]uint64, len(names))
+	for _, n := range names {
+		c, err := f.exportedCounters(n)
+		if err != nil {
+			return nil, err
+		}
+		if c != pre[n] {
+			return nil, fmt.Errorf("%s: first scrape shows counters %+v, sysfs before start %+v", n, c, pre[n])
+		}
+		baseline[n] = c.Down
+	}
+	return baseline, nil
+}
+
+// agreesWithKernel returns nil if, for every device in names, the scrape f
+// shows exactly the kernel's counters sys, the link up, with carrier and
+// administratively up, and its timed plus untimed down periods add up to the
+// growth of the kernel's down count since baseline.
+func (f families) agreesWithKernel(sys map[string]counters, names []string, baseline map[string]uint64) (agreement, error) {
+	var a agreement
+	for _, n := range names {
+		c, err := f.exportedCounters(n)
+		if err != nil {
+			return a, err
+		}
+		if c != sys[n] {
+			return a, fmt.Errorf("%s: exported counters %+v, sysfs %+v", n, c, sys[n])
+		}
+		for _, m := range []string{"linkwatch_link_up", "linkwatch_link_carrier", "linkwatch_link_admin_up"} {
+			if err := f.want(m, 1, "device", n); err != nil {
+				return a, err
+			}
+		}
+		h, err := f.hist("linkwatch_link_down_duration_seconds", n)
+		if err != nil {
+			return a, err
+		}
+		untimed, err := f.num("linkwatch_link_carrier_down_untimed_total", "device", n)
+		if err != nil {
+			return a, err
+		}
+		grown := sys[n].Down - baseline[n]
+		if got := h.GetSampleCount() + uint64(untimed); got != grown {
+			return a, fmt.Errorf("%s: down histogram count %d + untimed %v = %d, sysfs down count grew by %d",
+				n, h.GetSampleCount(), untimed, got, grown)
+		}
+		a.Timed += float64(h.GetSampleCount())
+		a.Untimed += untimed
+		a.Flaps += grown
+	}
+	return a, nil
+}
+
+// netlinkHealth returns the overrun and resync counts of the scrape f, and an
+// error unless the watcher is up, has resynced after every overrun, and
+// counted no receive or decode error (overruns take the resync path, not the
+// error and backoff one).
+func (f families) netlinkHealth() (overruns, resyncs float64, err error) {
+	if overruns, err = f.num("linkwatch_netlink_overruns_total"); err != nil {
+		return 0, 0, err
+	}
+	if resyncs, err = f.num("linkwatch_netlink_resyncs_total"); err != nil {
+		return 0, 0, err
+	}
+	if resyncs < overruns {
+		return 0, 0, fmt.Errorf("%v resyncs for %v overruns", resyncs, overruns)
+	}
+	for _, m := range []struct {
+		name string
+		v    float64
+	}{
+		{"linkwatch_watcher_up", 1},
+		{"linkwatch_netlink_receive_errors_total", 0},
+		{"linkwatch_netlink_decode_errors_total", 0},
+	} {
+		if err := f.want(m.name, m.v); err != nil {
+			return 0, 0, err
+		}
+	}
+	return overruns, resyncs, nil
+}
