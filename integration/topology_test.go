@@ -140,6 +140,15 @@ func foNewTopology(t *testing.T, short string) *foTopo {
 		"route add default via " + foGW1 + " dev " + foPri + " table 100 proto static metric 50",
 		"route add fd91:50::/64 via fd91:1::2 dev " + foPri + " proto static metric 50",
 	})
+	// The uplinks get carrier a moment after they are set up, and until
+	// then their routes are flagged linkdown: wait, so that the foreign
+	// routes are recorded as the end of the test will find them.
+	eventually(t, 5*time.Second, func() error {
+		if r := foForeignRoutes(t, topo.router); strings.Contains(r, "linkdown") {
+			return fmt.Errorf("routes still flagged linkdown:\n%s", r)
+		}
+		return nil
+	})
 	before := foForeignRoutes(t, topo.router)
 	t.Cleanup(func() {
 		// The test may have ended (or failed) with an uplink down: bring
