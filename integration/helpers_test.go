@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -407,17 +408,25 @@ func (e *exporter) get(path, accept string) ([]byte, http.Header, error) {
 	return body, resp.Header, nil
 }
 
+// A scrapeLoad sums up the scrapes of scrapeConcurrently.
+type scrapeLoad struct {
+	Count int
+	Err   error         // the first failure
+	P99   time.Duration // of the successful scrapes' latencies
+	Max   time.Duration
+}
+
 // scrapeConcurrently scrapes /metrics from n goroutines in a loop,
 // so that scrapes overlap each other and the watcher's updates (the race
 // detector in the binary then sees them). The returned function stops them
-// and returns the number of scrapes made and the first error.
-func (e *exporter) scrapeConcurrently(n int) func() (int, error) {
+// and returns what they saw.
+func (e *exporter) scrapeConcurrently(n int) func() scrapeLoad {
 	var (
-		mu      sync.Mutex
-		count   int
-		first   error
-		wg      sync.WaitGroup
-		stopped = make(chan struct{})
+		mu        sync.Mutex
+		load      scrapeLoad
+		latencies []time.Duration
+		wg        sync.WaitGroup
+		stopped   = make(chan struct{})
 	)
 	for range n {
 		wg.Go(func() {
@@ -429,23 +438,32 @@ func (e *exporter) scrapeConcurrently(n int) func() (int, error) {
 				}
 				// Fetch only: parsing megabytes under -race would
 				// starve the exporter on a small machine.
+				start := time.Now()
 				b, err := e.scrapeText()
+				took := time.Since(start)
 				if err == nil && !bytes.Contains(b, []byte("linkwatch_watcher_up")) {
 					err = fmt.Errorf("scrape without linkwatch_watcher_up (%d bytes)", len(b))
 				}
 				mu.Lock()
-				count++
-				if err != nil && first == nil {
-					first = err
+				load.Count++
+				if err != nil && load.Err == nil {
+					load.Err = err
+				}
+				if err == nil {
+					latencies = append(latencies, took)
 				}
 				mu.Unlock()
 			}
 		})
 	}
-	return func() (int, error) {
+	return func() scrapeLoad {
 		close(stopped)
 		wg.Wait()
-		return count, first
+		slices.Sort(latencies)
+		if k := len(latencies); k > 0 {
+			load.P99, load.Max = latencies[(k*99)/100], latencies[k-1]
+		}
+		return load
 	}
 }
 
@@ -675,8 +693,25 @@ func runBinary(t testing.TB, timeout time.Duration, name string, args ...string)
 
 // nsGet does an HTTP GET of http://addr/path over a TCP connection made
 // inside the network namespace at nsPath, so that the traffic stays on that
-// namespace's loopback.
+// namespace's loopback, and requires 200.
 func nsGet(nsPath, addr, path string) ([]byte, error) {
+	req, err := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	code, body, err := nsDo(nsPath, req)
+	if err != nil {
+		return nil, err
+	}
+	if code != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %d %s", path, code, body)
+	}
+	return body, nil
+}
+
+// nsDo sends req over a TCP connection made inside the network namespace at
+// nsPath, and returns the status code and the body of the response.
+func nsDo(nsPath string, req *http.Request) (int, []byte, error) {
 	type result struct {
 		conn net.Conn
 		err  error
@@ -698,36 +733,29 @@ func nsGet(nsPath, addr, path string) ([]byte, error) {
 		}
 		// The socket is created on this thread, hence in the namespace;
 		// it stays there whichever thread uses it afterwards.
-		conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		conn, err := net.DialTimeout("tcp", req.URL.Host, 5*time.Second)
 		ch <- result{conn, err}
 	}()
 	r := <-ch
 	if r.err != nil {
-		return nil, r.err
+		return 0, nil, r.err
 	}
 	defer r.conn.Close()
 	_ = r.conn.SetDeadline(time.Now().Add(10 * time.Second))
-	req, err := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
-	if err != nil {
-		return nil, err
-	}
 	req.Close = true
 	if err := req.Write(r.conn); err != nil {
-		return nil, err
+		return 0, nil, err
 	}
 	resp, err := http.ReadResponse(bufio.NewReader(r.conn), req)
 	if err != nil {
-		return nil, err
+		return 0, nil, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return nil, err
+		return 0, nil, err
 	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %s", path, resp.Status)
-	}
-	return body, nil
+	return resp.StatusCode, body, nil
 }
 
 // ms formats a duration in milliseconds.

@@ -87,12 +87,12 @@ func TestOverrunResync(t *testing.T) {
 		agreed, err = f.agreesWithKernel(sys, names, baseline)
 		return err
 	})
-	scrapes, err := stopScraping()
-	if err != nil {
-		t.Errorf("concurrent scrapes: %v", err)
+	scrapes := stopScraping()
+	if scrapes.Err != nil {
+		t.Errorf("concurrent scrapes: %v", scrapes.Err)
 	}
 	t.Logf("%d concurrent scrapes during the bursts and convergence; %d polls, %v per scrape and parse",
-		scrapes, polls, (pollTime / time.Duration(polls)).Round(time.Millisecond))
+		scrapes.Count, polls, (pollTime / time.Duration(polls)).Round(time.Millisecond))
 	if agreed.Flaps < uint64(2*pairs*rounds) {
 		t.Errorf("only %d carrier down periods counted by the kernel, want at least %d", agreed.Flaps, 2*pairs*rounds)
 	}

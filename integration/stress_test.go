@@ -208,9 +208,9 @@ func TestStressStorm(t *testing.T) {
 					agreed, err = f.agreesWithKernel(sys, names, baseline)
 					return err
 				})
-				scrapes, err := stop()
-				if err != nil {
-					t.Errorf("concurrent scrapes: %v", err)
+				scrapes := stop()
+				if scrapes.Err != nil {
+					t.Errorf("concurrent scrapes: %v", scrapes.Err)
 				}
 				if want := uint64(storm * pairs * rounds); agreed.Flaps < want {
 					t.Errorf("only %d carrier down periods counted by the kernel, want at least %d", agreed.Flaps, want)
@@ -221,7 +221,7 @@ func TestStressStorm(t *testing.T) {
 					"(%d concurrent scrapes); %d down periods since start: %v timed, %v untimed; "+
 					"overruns %v, resyncs %v; %v",
 					storm, 2*rounds, pairs, burstEnd.Sub(burst).Round(time.Millisecond), took.Round(time.Millisecond),
-					scrapes, agreed.Flaps, agreed.Timed, agreed.Untimed, overruns, resyncs, m)
+					scrapes.Count, agreed.Flaps, agreed.Timed, agreed.Untimed, overruns, resyncs, m)
 			}
 			// The state of a link does not grow with its flaps: the
 			// second storm must not raise the heap left by the first.
@@ -288,7 +288,7 @@ func TestStressChurn(t *testing.T) {
 	stop := e.scrapeConcurrently(1)
 	round(true)
 	round(false)
-	if _, err := stop(); err != nil {
+	if err := stop().Err; err != nil {
 		t.Fatalf("scrapes during the warm-up: %v", err)
 	}
 	baseF := quiet(links)
@@ -311,9 +311,9 @@ func TestStressChurn(t *testing.T) {
 	}
 	round(false)
 	churned := time.Since(start)
-	scrapes, err := stop()
-	if err != nil {
-		t.Errorf("concurrent scrapes: %v", err)
+	scrapes := stop()
+	if scrapes.Err != nil {
+		t.Errorf("concurrent scrapes: %v", scrapes.Err)
 	}
 	lifetimes := 2 * batch * rounds
 	f := quiet(links)
@@ -338,7 +338,7 @@ func TestStressChurn(t *testing.T) {
 	})
 	t.Logf("MEASURED: %d link lifetimes in %v (%d concurrent scrapes, up to %v links at once), "+
 		"back to %v links and %d series %v later; %v (baseline %v)",
-		lifetimes, churned.Round(time.Millisecond), scrapes, maxLinks, links, f.linkwatchSeries(),
+		lifetimes, churned.Round(time.Millisecond), scrapes.Count, maxLinks, links, f.linkwatchSeries(),
 		settle.Round(time.Millisecond), m, base)
 	if lifetimes < stressSize(1000, 20000) {
 		t.Errorf("only %d link lifetimes", lifetimes)
