@@ -100,7 +100,10 @@ func (e *exporter) mustMemory(t testing.TB) memory {
 }
 
 // rssOf returns the resident set size of a process.
-func rssOf(pid int) (uint64, error) {
+func rssOf(pid int) (uint64, error) { return procStatusBytes(pid, "VmRSS") }
+
+// procStatusBytes returns a size field (in kB) of /proc/PID/status in bytes.
+func procStatusBytes(pid int, field string) (uint64, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
@@ -108,12 +111,12 @@ func rssOf(pid int) (uint64, error) {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
 			kb, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
 			return kb << 10, err
 		}
 	}
-	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
 }
 
 // settled returns an error if the heap after a run grew more than 25% plus

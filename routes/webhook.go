@@ -213,6 +213,9 @@ func (h *WebhookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case h.slots <- struct{}{}:
 		defer func() { <-h.slots }()
 	default:
+		// Without this, net/http would read up to 256 KiB of the unread
+		// body, at the client's pace, before answering.
+		w.Header().Set("Connection", "close")
 		h.fail(w, r, http.StatusServiceUnavailable, fmt.Sprintf("%d webhook requests already in progress, retry", cap(h.slots)))
 		return
 	}
