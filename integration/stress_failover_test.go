@@ -254,7 +254,12 @@ func TestStressSigterm(t *testing.T) {
 		e := foStart(t, topo, policy, "")
 		// Routes adopted from the previous run fail back first.
 		foWaitInstalled(t, topo, 0, foUpDelay+foMinFail+3*time.Second)
+		// Half the signals land in the first 2 ms, before or as the
+		// notification reaches the engine; the rest up to 15 ms in.
 		delay := time.Duration(rng.IntN(15000)) * time.Microsecond
+		if rng.IntN(2) == 0 {
+			delay = time.Duration(rng.IntN(2000)) * time.Microsecond
+		}
 		var code int
 		var err error
 		var wg sync.WaitGroup

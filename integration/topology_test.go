@@ -141,11 +141,21 @@ func foNewTopology(t *testing.T, short string) *foTopo {
 		"route add fd91:50::/64 via fd91:1::2 dev " + foPri + " proto static metric 50",
 	})
 	// The uplinks get carrier a moment after they are set up, and until
-	// then their routes are flagged linkdown: wait, so that the foreign
-	// routes are recorded as the end of the test will find them.
+	// then their routes are flagged linkdown; the local routes of their
+	// IPv6 addresses come a moment later too. Wait for both, so that the
+	// foreign routes are recorded as the end of the test will find them.
 	eventually(t, 5*time.Second, func() error {
-		if r := foForeignRoutes(t, topo.router); strings.Contains(r, "linkdown") {
+		r := foForeignRoutes(t, topo.router)
+		if strings.Contains(r, "linkdown") {
 			return fmt.Errorf("routes still flagged linkdown:\n%s", r)
+		}
+		for _, local := range []string{"local fd91:1::1 ", "local fd91:2::1 "} {
+			if !strings.Contains(r, local) {
+				return fmt.Errorf("no route %q yet:\n%s", local, r)
+			}
+		}
+		if n := strings.Count(r, "local fe80::"); n != 2 {
+			return fmt.Errorf("%d link-local local routes, want 2:\n%s", n, r)
 		}
 		return nil
 	})
