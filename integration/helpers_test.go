@@ -860,3 +860,55 @@ func (f families) netlinkHealth() (overruns, resyncs float64, err error) {
 	}
 	return overruns, resyncs, nil
 }
+
+// A convergence is what checkConverged found.
+type convergence struct {
+	Overruns, Resyncs float64
+	agreement
+}
+
+// checkConverged returns nil if the scrape f shows a healthy watcher (see
+// netlinkHealth) that agrees with the kernel about every device in names of
+// ns (see agreesWithKernel); with mustOverrun it must also have counted an
+// overrun.
+func checkConverged(f families, ns netns, names []string, baseline map[string]uint64, mustOverrun bool) (convergence, error) {
+	var c convergence
+	var err error
+	if c.Overruns, c.Resyncs, err = f.netlinkHealth(); err != nil {
+		return c, err
+	}
+	if mustOverrun && c.Overruns == 0 {
+		return c, fmt.Errorf("no overruns counted")
+	}
+	sys, err := readSysfs(ns, names...)
+	if err != nil {
+		return c, err
+	}
+	c.agreement, err = f.agreesWithKernel(sys, names, baseline)
+	return c, err
+}
+
+// readProcStatus returns the fields of /proc/PID/status, their values with
+// white space runs collapsed to one space.
+func readProcStatus(pid int) (map[string]string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return nil, err
+	}
+	fields := make(map[string]string)
+	for line := range strings.Lines(string(b)) {
+		k, v, _ := strings.Cut(line, ":")
+		fields[k] = strings.Join(strings.Fields(v), " ")
+	}
+	return fields, nil
+}
+
+// procStatus is readProcStatus that fails the test on error.
+func procStatus(t testing.TB, pid int) map[string]string {
+	t.Helper()
+	fields, err := readProcStatus(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fields
+}

@@ -62,8 +62,7 @@ func TestOverrunResync(t *testing.T) {
 	burstEnd := time.Now()
 	t.Logf("%d rounds of %d peers down then up took %v", rounds, pairs, burstEnd.Sub(burstStart).Round(time.Millisecond))
 
-	var overruns, resyncs float64
-	var agreed agreement
+	var c convergence
 	var polls int
 	var pollTime time.Duration
 	took := eventually(t, 40*time.Second, func() error {
@@ -74,17 +73,7 @@ func TestOverrunResync(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if overruns, resyncs, err = f.netlinkHealth(); err != nil {
-			return err
-		}
-		if overruns == 0 {
-			return fmt.Errorf("no overruns counted")
-		}
-		sys, err := readSysfs(ns, names...)
-		if err != nil {
-			return err
-		}
-		agreed, err = f.agreesWithKernel(sys, names, baseline)
+		c, err = checkConverged(f, ns, names, baseline, true)
 		return err
 	})
 	scrapes := stopScraping()
@@ -93,11 +82,11 @@ func TestOverrunResync(t *testing.T) {
 	}
 	t.Logf("%d concurrent scrapes during the bursts and convergence; %d polls, %v per scrape and parse",
 		scrapes.Count, polls, (pollTime / time.Duration(polls)).Round(time.Millisecond))
-	if agreed.Flaps < uint64(2*pairs*rounds) {
-		t.Errorf("only %d carrier down periods counted by the kernel, want at least %d", agreed.Flaps, 2*pairs*rounds)
+	if c.Flaps < uint64(2*pairs*rounds) {
+		t.Errorf("only %d carrier down periods counted by the kernel, want at least %d", c.Flaps, 2*pairs*rounds)
 	}
 	t.Logf("converged %v after the last burst (%v after polling began): overruns %v, resyncs %v; "+
 		"%d carrier down periods on %d links: %v timed, %v untimed",
 		time.Since(burstEnd).Round(time.Millisecond), took.Round(time.Millisecond),
-		overruns, resyncs, agreed.Flaps, len(names), agreed.Timed, agreed.Untimed)
+		c.Overruns, c.Resyncs, c.Flaps, len(names), c.Timed, c.Untimed)
 }

@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bufio"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -104,19 +103,16 @@ func rssOf(pid int) (uint64, error) { return procStatusBytes(pid, "VmRSS") }
 
 // procStatusBytes returns a size field (in kB) of /proc/PID/status in bytes.
 func procStatusBytes(pid int, field string) (uint64, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	fields, err := readProcStatus(pid)
 	if err != nil {
 		return 0, err
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
-			kb, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb << 10, err
-		}
+	v, ok := fields[field]
+	if !ok {
+		return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
 	}
-	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
+	kb, err := strconv.ParseUint(strings.TrimSuffix(v, " kB"), 10, 64)
+	return kb << 10, err
 }
 
 // settled returns an error if the heap after a run grew more than 25% plus
@@ -191,32 +187,21 @@ func TestStressStorm(t *testing.T) {
 					ipBatch(t, ns, up)
 				}
 				burstEnd := time.Now()
-				var overruns, resyncs float64
-				var agreed agreement
+				var c convergence
 				took := eventually(t, stressSize(60*time.Second, 300*time.Second), func() error {
 					f, err := e.tryScrape()
 					if err != nil {
 						return err
 					}
-					if overruns, resyncs, err = f.netlinkHealth(); err != nil {
-						return err
-					}
-					if tc.overruns && overruns == 0 {
-						return fmt.Errorf("no overruns counted")
-					}
-					sys, err := readSysfs(ns, names...)
-					if err != nil {
-						return err
-					}
-					agreed, err = f.agreesWithKernel(sys, names, baseline)
+					c, err = checkConverged(f, ns, names, baseline, tc.overruns)
 					return err
 				})
 				scrapes := stop()
 				if scrapes.Err != nil {
 					t.Errorf("concurrent scrapes: %v", scrapes.Err)
 				}
-				if want := uint64(storm * pairs * rounds); agreed.Flaps < want {
-					t.Errorf("only %d carrier down periods counted by the kernel, want at least %d", agreed.Flaps, want)
+				if want := uint64(storm * pairs * rounds); c.Flaps < want {
+					t.Errorf("only %d carrier down periods counted by the kernel, want at least %d", c.Flaps, want)
 				}
 				m := e.mustMemory(t)
 				after = append(after, m)
@@ -224,7 +209,7 @@ func TestStressStorm(t *testing.T) {
 					"(%d concurrent scrapes); %d down periods since start: %v timed, %v untimed; "+
 					"overruns %v, resyncs %v; %v",
 					storm, 2*rounds, pairs, burstEnd.Sub(burst).Round(time.Millisecond), took.Round(time.Millisecond),
-					scrapes.Count, agreed.Flaps, agreed.Timed, agreed.Untimed, overruns, resyncs, m)
+					scrapes.Count, c.Flaps, c.Timed, c.Untimed, c.Overruns, c.Resyncs, m)
 			}
 			// The state of a link does not grow with its flaps: the
 			// second storm must not raise the heap left by the first.

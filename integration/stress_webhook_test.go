@@ -378,15 +378,7 @@ func TestStressLeastPrivilege(t *testing.T) {
 		}
 		return f.want("linkwatch_failover_active", 0, "policy", foPolicyName)
 	})
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	fields := make(map[string]string)
-	for line := range strings.Lines(string(status)) {
-		k, v, _ := strings.Cut(line, ":")
-		fields[k] = strings.Join(strings.Fields(v), " ")
-	}
+	fields := procStatus(t, p.cmd.Process.Pid)
 	const netAdmin = "0000000000001000" // 1 << CAP_NET_ADMIN (12)
 	t.Logf("exporter pid %d: Uid %q CapEff %s CapPrm %s CapBnd %s CapAmb %s", p.cmd.Process.Pid,
 		fields["Uid"], fields["CapEff"], fields["CapPrm"], fields["CapBnd"], fields["CapAmb"])
