@@ -18,14 +18,13 @@ import (
 // routes of the topology of topology_test.go while it is loaded, killed and
 // attacked.
 
-const (
-	// stressScrapeP99 and stressScrapeMax bound the latency of /metrics
-	// under TestStressConcurrency's load, with the race-enabled binary
-	// on two shared cores: no scrape may come near Prometheus's default
-	// scrape_timeout of 10s.
-	stressScrapeP99 = 5 * time.Second
-	stressScrapeMax = 10 * time.Second
-)
+// stressScrapeMax bounds the latency of every /metrics request under
+// TestStressConcurrency's load: no scrape may reach Prometheus's default
+// scrape_timeout of 10s. The p99 bound grows with the number of scrapers,
+// which queue for two shared cores running the race-enabled binary: 2s for
+// the short form's 8, 8s for the long form's 50 (one scrape costs about
+// 70 ms of CPU under the race detector there).
+const stressScrapeMax = 10 * time.Second
 
 // stressFlapper flaps the veth pairs lwt-x<i>/lwt-y<i> (made here, in ns)
 // every interval until the returned function is called; that function
@@ -85,10 +84,11 @@ func stressFlapper(t *testing.T, ns netns, pairs int, interval time.Duration) fu
 // that fail over and back, and a steady stream of link events, and requires
 // no race report, no failed request (a 503 is retried, as Alertmanager does,
 // and may not happen to more than 5% of the notifications), and scrape
-// latencies within stressScrapeP99 and stressScrapeMax.
+// latencies within the stated bounds (see stressScrapeMax).
 func TestStressConcurrency(t *testing.T) {
 	scrapers := stressSize(8, 50)
 	duration := stressSize(20*time.Second, 60*time.Second)
+	p99Bound := stressSize(2*time.Second, 8*time.Second)
 	topo := foNewTopology(t, "stcc")
 	dir := foDir(t)
 	e := foStart(t, topo, foWrite(t, filepath.Join(dir, "policy.yml"), foPolicy{Triggers: "[alert]"}.yaml()), "")
@@ -154,8 +154,8 @@ func TestStressConcurrency(t *testing.T) {
 	if failed > 0 {
 		t.Errorf("%d of %d webhook calls failed, the first: %s", failed, calls, firstFail)
 	}
-	if load.P99 > stressScrapeP99 || load.Max > stressScrapeMax {
-		t.Errorf("scrape latency p99 %v, max %v; want at most %v and %v", load.P99, load.Max, stressScrapeP99, stressScrapeMax)
+	if load.P99 > p99Bound || load.Max > stressScrapeMax {
+		t.Errorf("scrape latency p99 %v, max %v; want at most %v and %v", load.P99, load.Max, p99Bound, stressScrapeMax)
 	}
 	if flaps == 0 {
 		t.Error("no link flapped")
