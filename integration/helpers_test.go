@@ -768,6 +768,36 @@ func secs(s float64) time.Duration {
 	return time.Duration(math.Round(s * float64(time.Second)))
 }
 
+// perDevice splits the linkwatch_link_* families of f by their device label:
+// each device's families hold only its series. Looking a device's series up
+// there instead of in f keeps checks of thousands of links linear.
+func (f families) perDevice() map[string]families {
+	out := make(map[string]families)
+	for name, mf := range f {
+		if !strings.HasPrefix(name, "linkwatch_link_") {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			d, ok := labelsOf(m)["device"]
+			if !ok {
+				continue
+			}
+			df := out[d]
+			if df == nil {
+				df = make(families)
+				out[d] = df
+			}
+			dmf := df[name]
+			if dmf == nil {
+				dmf = &dto.MetricFamily{Name: mf.Name, Help: mf.Help, Type: mf.Type}
+				df[name] = dmf
+			}
+			dmf.Metric = append(dmf.Metric, m)
+		}
+	}
+	return out
+}
+
 // An agreement sums up what agreesWithKernel checked.
 type agreement struct {
 	Timed, Untimed float64 // down periods in the histograms, and untimed
@@ -780,8 +810,9 @@ type agreement struct {
 // for agreesWithKernel.
 func (f families) firstCounters(pre map[string]counters, names []string) (map[string]uint64, error) {
 	baseline := make(map[string]uint64, len(names))
+	per := f.perDevice()
 	for _, n := range names {
-		c, err := f.exportedCounters(n)
+		c, err := per[n].exportedCounters(n)
 		if err != nil {
 			return nil, err
 		}
@@ -799,7 +830,9 @@ func (f families) firstCounters(pre map[string]counters, names []string) (map[st
 // growth of the kernel's down count since baseline.
 func (f families) agreesWithKernel(sys map[string]counters, names []string, baseline map[string]uint64) (agreement, error) {
 	var a agreement
+	per := f.perDevice()
 	for _, n := range names {
+		f := per[n]
 		c, err := f.exportedCounters(n)
 		if err != nil {
 			return a, err
