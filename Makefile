@@ -63,12 +63,15 @@ FUZZ_TARGETS  := watcher:FuzzDecodeAndApply routes:FuzzParse routes:FuzzWebhook
 FUZZ_SHORT    ?= 10s
 FUZZ_LONG     ?= 10m
 FUZZ_MINIMIZE ?= 5s
+# Extra go test flags, e.g. FUZZ_FLAGS=-parallel=1 to fuzz with one worker
+# on a shared machine (as the runs in RELIABILITY.md did).
+FUZZ_FLAGS    ?=
 
 define fuzz_run
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t##*:}; \
 		echo ">> fuzzing $$name in ./$$pkg for $(1)"; \
-		$(GO) test -run XXX -fuzz "^$$name\$$" -fuzztime $(1) -fuzzminimizetime $(FUZZ_MINIMIZE) ./$$pkg/; \
+		$(GO) test -run XXX -fuzz "^$$name\$$" -fuzztime $(1) -fuzzminimizetime $(FUZZ_MINIMIZE) $(FUZZ_FLAGS) ./$$pkg/; \
 	done
 endef
 

@@ -25,6 +25,7 @@ type failoverFlags struct {
 	webhookPath     string
 	bearerTokenFile string
 	maxBodyBytes    int64
+	maxInFlight     int
 	netns           string
 }
 
@@ -133,7 +134,7 @@ func (fo *failover) handle(mux *http.ServeMux, f failoverFlags, reg prometheus.R
 		}
 	}
 	wh := routes.NewWebhookHandler(fo.engine, routes.WebhookOptions{
-		MaxBodyBytes: f.maxBodyBytes, BearerToken: token, Logger: logger.With("component", "webhook"),
+		MaxBodyBytes: f.maxBodyBytes, MaxInFlight: f.maxInFlight, BearerToken: token, Logger: logger.With("component", "webhook"),
 	})
 	reg.MustRegister(wh)
 	mux.Handle(f.webhookPath, wh)

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"regexp"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -28,6 +29,7 @@ import (
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
 	"github.com/linkwatch/linkwatch_exporter/collector"
+	"github.com/linkwatch/linkwatch_exporter/routes"
 	"github.com/linkwatch/linkwatch_exporter/watcher"
 )
 
@@ -63,6 +65,15 @@ func run() int {
 			Default(collector.FormatBuckets(collector.DefaultBuckets)).String()
 		native = kingpin.Flag("collector.native-histograms",
 			"Also expose the duration histograms as native histograms (protobuf exposition).").Bool()
+		readHeaderTimeout = kingpin.Flag("web.read-header-timeout",
+			"Longest time a client may take to send the request headers; slower connections are closed.").
+			Default("10s").Duration()
+		readTimeout = kingpin.Flag("web.read-timeout",
+			"Longest time a client may take to send a whole request, body included (a webhook body sent byte by byte is cut off and answered 400).").
+			Default("30s").Duration()
+		idleTimeout = kingpin.Flag("web.idle-timeout",
+			"Longest time an idle keep-alive connection is kept open.").
+			Default("2m").Duration()
 		fo failoverFlags
 	)
 	kingpin.Flag("config.file", "Route failover policy file (YAML). Without it failover is off and no privilege is needed.").
@@ -74,6 +85,8 @@ func run() int {
 		PlaceHolder("FILE").StringVar(&fo.bearerTokenFile)
 	kingpin.Flag("webhook.max-body-bytes", "Largest accepted webhook request body; larger ones get 413.").
 		Default("1048576").Int64Var(&fo.maxBodyBytes)
+	kingpin.Flag("webhook.max-in-flight", "Most webhook requests read or applied at once; more get 503 (Alertmanager retries), which bounds the memory a flood can take.").
+		Default(strconv.Itoa(routes.DefaultWebhookMaxInFlight)).IntVar(&fo.maxInFlight)
 	logConfig := &promslog.Config{}
 	flag.AddFlags(kingpin.CommandLine, logConfig)
 	kingpin.Version(version.Print(programName))
@@ -168,7 +181,12 @@ func run() int {
 		go func() { failoverErr <- failover.run(ctx, w.Ready(), logger) }()
 	}
 
-	srv := &http.Server{ErrorLog: errLog, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{
+		ErrorLog:          errLog,
+		ReadHeaderTimeout: *readHeaderTimeout,
+		ReadTimeout:       *readTimeout,
+		IdleTimeout:       *idleTimeout,
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- web.ListenAndServe(srv, toolkitFlags, logger) }()
 

@@ -116,15 +116,7 @@ func TestUnprivileged(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-		if err != nil {
-			t.Fatal(err)
-		}
-		fields := make(map[string]string)
-		for line := range strings.Lines(string(status)) {
-			k, v, _ := strings.Cut(line, ":")
-			fields[k] = strings.Join(strings.Fields(v), " ")
-		}
+		fields := procStatus(t, pid)
 		t.Logf("pid %d comm %q Uid %q Gid %q CapEff %s", pid, strings.TrimSpace(string(comm)), fields["Uid"], fields["Gid"], fields["CapEff"])
 		if got := strings.TrimSpace(string(comm)); !strings.HasPrefix("linkwatch_exporter", got) {
 			t.Errorf("pid %d is %q, not the exporter", pid, got)

@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -415,17 +416,25 @@ func (e *exporter) get(path, accept string) ([]byte, http.Header, error) {
 	return body, resp.Header, nil
 }
 
+// A scrapeLoad sums up the scrapes of scrapeConcurrently.
+type scrapeLoad struct {
+	Count int
+	Err   error         // the first failure
+	P99   time.Duration // of the successful scrapes' latencies
+	Max   time.Duration
+}
+
 // scrapeConcurrently scrapes /metrics from n goroutines in a loop,
 // so that scrapes overlap each other and the watcher's updates (the race
 // detector in the binary then sees them). The returned function stops them
-// and returns the number of scrapes made and the first error.
-func (e *exporter) scrapeConcurrently(n int) func() (int, error) {
+// and returns what they saw.
+func (e *exporter) scrapeConcurrently(n int) func() scrapeLoad {
 	var (
-		mu      sync.Mutex
-		count   int
-		first   error
-		wg      sync.WaitGroup
-		stopped = make(chan struct{})
+		mu        sync.Mutex
+		load      scrapeLoad
+		latencies []time.Duration
+		wg        sync.WaitGroup
+		stopped   = make(chan struct{})
 	)
 	for range n {
 		wg.Go(func() {
@@ -437,23 +446,32 @@ func (e *exporter) scrapeConcurrently(n int) func() (int, error) {
 				}
 				// Fetch only: parsing megabytes under -race would
 				// starve the exporter on a small machine.
+				start := time.Now()
 				b, err := e.scrapeText()
+				took := time.Since(start)
 				if err == nil && !bytes.Contains(b, []byte("linkwatch_watcher_up")) {
 					err = fmt.Errorf("scrape without linkwatch_watcher_up (%d bytes)", len(b))
 				}
 				mu.Lock()
-				count++
-				if err != nil && first == nil {
-					first = err
+				load.Count++
+				if err != nil && load.Err == nil {
+					load.Err = err
+				}
+				if err == nil {
+					latencies = append(latencies, took)
 				}
 				mu.Unlock()
 			}
 		})
 	}
-	return func() (int, error) {
+	return func() scrapeLoad {
 		close(stopped)
 		wg.Wait()
-		return count, first
+		slices.Sort(latencies)
+		if k := len(latencies); k > 0 {
+			load.P99, load.Max = latencies[(k*99)/100], latencies[k-1]
+		}
+		return load
 	}
 }
 
@@ -683,8 +701,25 @@ func runBinary(t testing.TB, timeout time.Duration, name string, args ...string)
 
 // nsGet does an HTTP GET of http://addr/path over a TCP connection made
 // inside the network namespace at nsPath, so that the traffic stays on that
-// namespace's loopback.
+// namespace's loopback, and requires 200.
 func nsGet(nsPath, addr, path string) ([]byte, error) {
+	req, err := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	code, body, err := nsDo(nsPath, req)
+	if err != nil {
+		return nil, err
+	}
+	if code != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %d %s", path, code, body)
+	}
+	return body, nil
+}
+
+// nsDo sends req over a TCP connection made inside the network namespace at
+// nsPath, and returns the status code and the body of the response.
+func nsDo(nsPath string, req *http.Request) (int, []byte, error) {
 	type result struct {
 		conn net.Conn
 		err  error
@@ -706,36 +741,29 @@ func nsGet(nsPath, addr, path string) ([]byte, error) {
 		}
 		// The socket is created on this thread, hence in the namespace;
 		// it stays there whichever thread uses it afterwards.
-		conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		conn, err := net.DialTimeout("tcp", req.URL.Host, 5*time.Second)
 		ch <- result{conn, err}
 	}()
 	r := <-ch
 	if r.err != nil {
-		return nil, r.err
+		return 0, nil, r.err
 	}
 	defer r.conn.Close()
 	_ = r.conn.SetDeadline(time.Now().Add(10 * time.Second))
-	req, err := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
-	if err != nil {
-		return nil, err
-	}
 	req.Close = true
 	if err := req.Write(r.conn); err != nil {
-		return nil, err
+		return 0, nil, err
 	}
 	resp, err := http.ReadResponse(bufio.NewReader(r.conn), req)
 	if err != nil {
-		return nil, err
+		return 0, nil, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return nil, err
+		return 0, nil, err
 	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %s", path, resp.Status)
-	}
-	return body, nil
+	return resp.StatusCode, body, nil
 }
 
 // ms formats a duration in milliseconds.
@@ -746,4 +774,182 @@ func ms(d time.Duration) string {
 // secs converts seconds to a duration.
 func secs(s float64) time.Duration {
 	return time.Duration(math.Round(s * float64(time.Second)))
+}
+
+// perDevice splits the linkwatch_link_* families of f by their device label:
+// each device's families hold only its series. Looking a device's series up
+// there instead of in f keeps checks of thousands of links linear.
+func (f families) perDevice() map[string]families {
+	out := make(map[string]families)
+	for name, mf := range f {
+		if !strings.HasPrefix(name, "linkwatch_link_") {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			d, ok := labelsOf(m)["device"]
+			if !ok {
+				continue
+			}
+			df := out[d]
+			if df == nil {
+				df = make(families)
+				out[d] = df
+			}
+			dmf := df[name]
+			if dmf == nil {
+				dmf = &dto.MetricFamily{Name: mf.Name, Help: mf.Help, Type: mf.Type}
+				df[name] = dmf
+			}
+			dmf.Metric = append(dmf.Metric, m)
+		}
+	}
+	return out
+}
+
+// An agreement sums up what agreesWithKernel checked.
+type agreement struct {
+	Timed, Untimed float64 // down periods in the histograms, and untimed
+	Flaps          uint64  // growth of the kernel's down counts since the baseline
+}
+
+// firstCounters checks that the first scrape f shows, for every device in
+// names, the counters sysfs showed before the exporter started (nothing
+// flapped in between), and returns each device's down count as the baseline
+// for agreesWithKernel.
+func (f families) firstCounters(pre map[string]counters, names []string) (map[string]uint64, error) {
+	baseline := make(map[string]uint64, len(names))
+	per := f.perDevice()
+	for _, n := range names {
+		c, err := per[n].exportedCounters(n)
+		if err != nil {
+			return nil, err
+		}
+		if c != pre[n] {
+			return nil, fmt.Errorf("%s: first scrape shows counters %+v, sysfs before start %+v", n, c, pre[n])
+		}
+		baseline[n] = c.Down
+	}
+	return baseline, nil
+}
+
+// agreesWithKernel returns nil if, for every device in names, the scrape f
+// shows exactly the kernel's counters sys, the link up, with carrier and
+// administratively up, and its timed plus untimed down periods add up to the
+// growth of the kernel's down count since baseline.
+func (f families) agreesWithKernel(sys map[string]counters, names []string, baseline map[string]uint64) (agreement, error) {
+	var a agreement
+	per := f.perDevice()
+	for _, n := range names {
+		f := per[n]
+		c, err := f.exportedCounters(n)
+		if err != nil {
+			return a, err
+		}
+		if c != sys[n] {
+			return a, fmt.Errorf("%s: exported counters %+v, sysfs %+v", n, c, sys[n])
+		}
+		for _, m := range []string{"linkwatch_link_up", "linkwatch_link_carrier", "linkwatch_link_admin_up"} {
+			if err := f.want(m, 1, "device", n); err != nil {
+				return a, err
+			}
+		}
+		h, err := f.hist("linkwatch_link_down_duration_seconds", n)
+		if err != nil {
+			return a, err
+		}
+		untimed, err := f.num("linkwatch_link_carrier_down_untimed_total", "device", n)
+		if err != nil {
+			return a, err
+		}
+		grown := sys[n].Down - baseline[n]
+		if got := h.GetSampleCount() + uint64(untimed); got != grown {
+			return a, fmt.Errorf("%s: down histogram count %d + untimed %v = %d, sysfs down count grew by %d",
+				n, h.GetSampleCount(), untimed, got, grown)
+		}
+		a.Timed += float64(h.GetSampleCount())
+		a.Untimed += untimed
+		a.Flaps += grown
+	}
+	return a, nil
+}
+
+// netlinkHealth returns the overrun and resync counts of the scrape f, and an
+// error unless the watcher is up, has resynced after every overrun, and
+// counted no receive or decode error (overruns take the resync path, not the
+// error and backoff one).
+func (f families) netlinkHealth() (overruns, resyncs float64, err error) {
+	if overruns, err = f.num("linkwatch_netlink_overruns_total"); err != nil {
+		return 0, 0, err
+	}
+	if resyncs, err = f.num("linkwatch_netlink_resyncs_total"); err != nil {
+		return 0, 0, err
+	}
+	if resyncs < overruns {
+		return 0, 0, fmt.Errorf("%v resyncs for %v overruns", resyncs, overruns)
+	}
+	for _, m := range []struct {
+		name string
+		v    float64
+	}{
+		{"linkwatch_watcher_up", 1},
+		{"linkwatch_netlink_receive_errors_total", 0},
+		{"linkwatch_netlink_decode_errors_total", 0},
+	} {
+		if err := f.want(m.name, m.v); err != nil {
+			return 0, 0, err
+		}
+	}
+	return overruns, resyncs, nil
+}
+
+// A convergence is what checkConverged found.
+type convergence struct {
+	Overruns, Resyncs float64
+	agreement
+}
+
+// checkConverged returns nil if the scrape f shows a healthy watcher (see
+// netlinkHealth) that agrees with the kernel about every device in names of
+// ns (see agreesWithKernel); with mustOverrun it must also have counted an
+// overrun.
+func checkConverged(f families, ns netns, names []string, baseline map[string]uint64, mustOverrun bool) (convergence, error) {
+	var c convergence
+	var err error
+	if c.Overruns, c.Resyncs, err = f.netlinkHealth(); err != nil {
+		return c, err
+	}
+	if mustOverrun && c.Overruns == 0 {
+		return c, fmt.Errorf("no overruns counted")
+	}
+	sys, err := readSysfs(ns, names...)
+	if err != nil {
+		return c, err
+	}
+	c.agreement, err = f.agreesWithKernel(sys, names, baseline)
+	return c, err
+}
+
+// readProcStatus returns the fields of /proc/PID/status, their values with
+// white space runs collapsed to one space.
+func readProcStatus(pid int) (map[string]string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return nil, err
+	}
+	fields := make(map[string]string)
+	for line := range strings.Lines(string(b)) {
+		k, v, _ := strings.Cut(line, ":")
+		fields[k] = strings.Join(strings.Fields(v), " ")
+	}
+	return fields, nil
+}
+
+// procStatus is readProcStatus that fails the test on error.
+func procStatus(t testing.TB, pid int) map[string]string {
+	t.Helper()
+	fields, err := readProcStatus(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fields
 }

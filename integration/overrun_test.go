@@ -46,17 +46,9 @@ func TestOverrunResync(t *testing.T) {
 
 	// The baseline of each link is what the first scrape shows: nothing
 	// flaps until the bursts below, so it must also be what sysfs showed.
-	first := e.scrape(t)
-	baseline := make(map[string]uint64, len(names))
-	for _, n := range names {
-		c, err := first.exportedCounters(n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if c != pre[n] {
-			t.Fatalf("%s: first scrape shows counters %+v, sysfs before start %+v", n, c, pre[n])
-		}
-		baseline[n] = c.Down
+	baseline, err := e.scrape(t).firstCounters(pre, names)
+	if err != nil {
+		t.Fatal(err)
 	}
 
 	// Scrapes overlapping each other and the resyncs give the race
@@ -70,8 +62,7 @@ func TestOverrunResync(t *testing.T) {
 	burstEnd := time.Now()
 	t.Logf("%d rounds of %d peers down then up took %v", rounds, pairs, burstEnd.Sub(burstStart).Round(time.Millisecond))
 
-	var overruns, resyncs, timed, untimedTotal float64
-	var flaps uint64
+	var c convergence
 	var polls int
 	var pollTime time.Duration
 	took := eventually(t, 40*time.Second, func() error {
@@ -82,76 +73,20 @@ func TestOverrunResync(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if overruns, err = f.num("linkwatch_netlink_overruns_total"); err != nil {
-			return err
-		}
-		if resyncs, err = f.num("linkwatch_netlink_resyncs_total"); err != nil {
-			return err
-		}
-		if overruns == 0 {
-			return fmt.Errorf("no overruns counted")
-		}
-		if resyncs < overruns {
-			return fmt.Errorf("%v resyncs for %v overruns", resyncs, overruns)
-		}
-		if err := f.want("linkwatch_watcher_up", 1); err != nil {
-			return err
-		}
-		// Overruns take the resync path, not the error and backoff one.
-		if err := f.want("linkwatch_netlink_receive_errors_total", 0); err != nil {
-			return err
-		}
-		if err := f.want("linkwatch_netlink_decode_errors_total", 0); err != nil {
-			return err
-		}
-		sys, err := readSysfs(ns, names...)
-		if err != nil {
-			return err
-		}
-		timed, untimedTotal, flaps = 0, 0, 0
-		for _, n := range names {
-			c, err := f.exportedCounters(n)
-			if err != nil {
-				return err
-			}
-			if c != sys[n] {
-				return fmt.Errorf("%s: exported counters %+v, sysfs %+v", n, c, sys[n])
-			}
-			for _, m := range []string{"linkwatch_link_up", "linkwatch_link_carrier", "linkwatch_link_admin_up"} {
-				if err := f.want(m, 1, "device", n); err != nil {
-					return err
-				}
-			}
-			h, err := f.hist("linkwatch_link_down_duration_seconds", n)
-			if err != nil {
-				return err
-			}
-			untimed, err := f.num("linkwatch_link_carrier_down_untimed_total", "device", n)
-			if err != nil {
-				return err
-			}
-			grown := sys[n].Down - baseline[n]
-			if got := h.GetSampleCount() + uint64(untimed); got != grown {
-				return fmt.Errorf("%s: down histogram count %d + untimed %v = %d, sysfs down count grew by %d",
-					n, h.GetSampleCount(), untimed, got, grown)
-			}
-			timed += float64(h.GetSampleCount())
-			untimedTotal += untimed
-			flaps += grown
-		}
-		return nil
+		c, err = checkConverged(f, ns, names, baseline, true)
+		return err
 	})
-	scrapes, err := stopScraping()
-	if err != nil {
-		t.Errorf("concurrent scrapes: %v", err)
+	scrapes := stopScraping()
+	if scrapes.Err != nil {
+		t.Errorf("concurrent scrapes: %v", scrapes.Err)
 	}
 	t.Logf("%d concurrent scrapes during the bursts and convergence; %d polls, %v per scrape and parse",
-		scrapes, polls, (pollTime / time.Duration(polls)).Round(time.Millisecond))
-	if flaps < uint64(2*pairs*rounds) {
-		t.Errorf("only %d carrier down periods counted by the kernel, want at least %d", flaps, 2*pairs*rounds)
+		scrapes.Count, polls, (pollTime / time.Duration(polls)).Round(time.Millisecond))
+	if c.Flaps < uint64(2*pairs*rounds) {
+		t.Errorf("only %d carrier down periods counted by the kernel, want at least %d", c.Flaps, 2*pairs*rounds)
 	}
 	t.Logf("converged %v after the last burst (%v after polling began): overruns %v, resyncs %v; "+
 		"%d carrier down periods on %d links: %v timed, %v untimed",
 		time.Since(burstEnd).Round(time.Millisecond), took.Round(time.Millisecond),
-		overruns, resyncs, flaps, len(names), timed, untimedTotal)
+		c.Overruns, c.Resyncs, c.Flaps, len(names), c.Timed, c.Untimed)
 }

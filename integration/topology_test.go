@@ -140,10 +140,12 @@ func foNewTopology(t *testing.T, short string) *foTopo {
 		"route add default via " + foGW1 + " dev " + foPri + " table 100 proto static metric 50",
 		"route add fd91:50::/64 via fd91:1::2 dev " + foPri + " proto static metric 50",
 	})
-	// The kernel adds the local routes of IPv6 addresses (the link-local
-	// ones, generated once the link has carrier, too) from a work queue,
-	// after the commands above have returned: take the snapshot only
-	// once they are all there, or it changes under the test.
+	// The uplinks get carrier a moment after they are set up (until then
+	// their routes are flagged linkdown), and the kernel adds the local
+	// routes of IPv6 addresses (the link-local ones, generated once the
+	// link has carrier, too) from a work queue, after the commands above
+	// have returned: take the snapshot only once all that is done, or it
+	// changes under the test.
 	before := foSettledRoutes(t, topo.router, foPri, foBak)
 	t.Cleanup(func() {
 		// The test may have ended (or failed) with an uplink down: bring
@@ -216,14 +218,17 @@ func foForeignRoutes(t testing.TB, ns netns) string {
 	return b.String()
 }
 
-// foSettledRoutes waits until each of devs has a global and a link-local
-// IPv6 address, none of them tentative, each with its local route, and
-// then returns foForeignRoutes.
+// foSettledRoutes waits until no route of ns is flagged linkdown and each of
+// devs has a global and a link-local IPv6 address, none of them tentative,
+// each with its local route, and then returns foForeignRoutes.
 func foSettledRoutes(t testing.TB, ns netns, devs ...string) string {
 	t.Helper()
 	var routes string
 	eventually(t, 10*time.Second, func() error {
 		routes = foForeignRoutes(t, ns)
+		if strings.Contains(routes, "linkdown") {
+			return fmt.Errorf("routes still flagged linkdown:\n%s", routes)
+		}
 		for _, dev := range devs {
 			out, err := exec.Command("ip", "-6", "-n", ns.Name, "-o", "addr", "show", "dev", dev).CombinedOutput()
 			if err != nil {

@@ -241,13 +241,20 @@ func (e *Engine) do(ctx context.Context, fn func(now time.Time) error) error {
 }
 
 // Alerts implements AlertSink.
+//
+// On error it returns no result. The result travels through a channel: when
+// ctx ends first, the engine may still apply the alerts later, and must not
+// write into a variable that this call has already returned.
 func (e *Engine) Alerts(ctx context.Context, groupKey string, alerts []Alert) ([]bool, error) {
-	var matched []bool
+	res := make(chan []bool, 1)
 	err := e.do(ctx, func(time.Time) error {
-		matched = e.applyAlerts(groupKey, alerts)
+		res <- e.applyAlerts(groupKey, alerts)
 		return nil
 	})
-	return matched, err
+	if err != nil {
+		return nil, err
+	}
+	return <-res, nil
 }
 
 // applyAlerts replaces what group groupKey says with alerts and returns, for

@@ -23,6 +23,9 @@ type fakeKernel struct {
 	routes  map[routeKey]Route
 	calls   []string
 	failAll error
+	// gate, if not nil, holds every Replace until it can receive from it
+	// (a slow route change).
+	gate chan struct{}
 }
 
 func newFakeKernel(rs ...Route) *fakeKernel {
@@ -43,6 +46,9 @@ func (k *fakeKernel) List() ([]Route, error) {
 }
 
 func (k *fakeKernel) Replace(r Route) error {
+	if k.gate != nil {
+		<-k.gate
+	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.calls = append(k.calls, "replace "+r.String())
@@ -411,6 +417,45 @@ func TestEngineRunAndMetrics(t *testing.T) {
 	defer cancel2()
 	if _, err := e.Alerts(ctx2, "g", nil); !errors.Is(err, ErrTemporary) {
 		t.Errorf("Alerts without Run: %v, want ErrTemporary", err)
+	}
+}
+
+// TestAlertsGivingUpDoesNotRace makes a notification's route change outlast
+// the caller's deadline: Alerts must return a temporary error without a
+// result, and the engine applying the alerts afterwards must not write into
+// what Alerts returned (the race detector checks; the exporter's race-enabled
+// stress test found this).
+func TestAlertsGivingUpDoesNotRace(t *testing.T) {
+	k := newFakeKernel()
+	k.gate = make(chan struct{})
+	links := fakeLinks{}
+	links.set("lwt-a", true)
+	cfg := &Config{Protocol: DefaultProtocol, RepairInterval: time.Hour, Policies: []Policy{testPolicy(TriggerAlert)}}
+	e := NewEngine(cfg, EngineOptions{Kernel: k, Links: links, Transitions: fakeTransitions{}, Now: func() time.Time { return t0 }})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- e.Run(ctx) }()
+	short, cancelShort := context.WithTimeout(ctx, 20*time.Millisecond)
+	matched, err := e.Alerts(short, "g", []Alert{linkDown("r1:9957", "lwt-a", "firing")})
+	cancelShort()
+	if !errors.Is(err, ErrTemporary) || matched != nil {
+		t.Errorf("Alerts while the route change hangs: %v, %v; want no result and ErrTemporary", matched, err)
+	}
+	for _, m := range matched {
+		_ = m // reading what Alerts returned must not race with the engine
+	}
+	k.gate <- struct{}{} // the IPv4 route of the hung change goes in
+	close(k.gate)
+	matched, err = e.Alerts(ctx, "g", []Alert{linkDown("r1:9957", "lwt-a", "firing")})
+	if err != nil || len(matched) != 1 || !matched[0] {
+		t.Errorf("Alerts after the route change finished: %v, %v; want [true]", matched, err)
+	}
+	if diff := cmp.Diff([]string{backup.String()}, k.installed()); diff != "" {
+		t.Errorf("installed routes (-want +got):\n%s", diff)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
 

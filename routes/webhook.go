@@ -24,6 +24,7 @@ import (
 const (
 	DefaultWebhookMaxBodyBytes = 1 << 20
 	DefaultWebhookTimeout      = 90 * time.Millisecond
+	DefaultWebhookMaxInFlight  = 8
 )
 
 // webhookMaxReason bounds the reason echoed in an error response and its log
@@ -48,6 +49,11 @@ type WebhookOptions struct {
 	Logger *slog.Logger
 	// Timeout is how long to wait for the sink (90 ms if zero or negative).
 	Timeout time.Duration
+	// MaxInFlight is how many requests may read their body or wait for
+	// the sink at once (DefaultWebhookMaxInFlight if zero or negative).
+	// Further requests get 503 at once, so that a flood holds at most
+	// MaxInFlight bodies of MaxBodyBytes in memory.
+	MaxInFlight int
 }
 
 // A WebhookHandler is the http.Handler of the Alertmanager webhook: it
@@ -68,6 +74,9 @@ type WebhookOptions struct {
 //     token and basic auth both use the Authorization header, so only one
 //     of them can be used (Alertmanager cannot send both anyway).
 //   - 413: a body, or a Content-Length, larger than MaxBodyBytes.
+//   - 503: MaxInFlight authorized requests are already being read or
+//     applied; the request is refused before its body is read, and
+//     Alertmanager retries it.
 //   - 400: anything else the handler refuses: a Content-Type that is set
 //     and is not JSON (application/json with any parameters, or a
 //     "+json" type; a missing Content-Type is accepted, since Alertmanager
@@ -110,6 +119,7 @@ type WebhookHandler struct {
 	token   func() []byte
 	logger  *slog.Logger
 	timeout time.Duration
+	slots   chan struct{} // one token per request being read or applied
 
 	requests *prometheus.CounterVec
 	alerts   *prometheus.CounterVec
@@ -129,11 +139,15 @@ func NewWebhookHandler(sink AlertSink, o WebhookOptions) *WebhookHandler {
 	if o.Timeout <= 0 {
 		o.Timeout = DefaultWebhookTimeout
 	}
+	if o.MaxInFlight <= 0 {
+		o.MaxInFlight = DefaultWebhookMaxInFlight
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	h := &WebhookHandler{
 		sink: sink, max: o.MaxBodyBytes, token: o.BearerToken, logger: o.Logger, timeout: o.Timeout,
+		slots: make(chan struct{}, o.MaxInFlight),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "linkwatch", Subsystem: "webhook", Name: "requests_total",
 			Help: "Alertmanager webhook requests, by the HTTP status code answered.",
@@ -193,6 +207,16 @@ func (h *WebhookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.ContentLength > h.max {
 		h.fail(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes exceeds the limit of %d", r.ContentLength, h.max))
+		return
+	}
+	select {
+	case h.slots <- struct{}{}:
+		defer func() { <-h.slots }()
+	default:
+		// Without this, net/http would read up to 256 KiB of the unread
+		// body, at the client's pace, before answering.
+		w.Header().Set("Connection", "close")
+		h.fail(w, r, http.StatusServiceUnavailable, fmt.Sprintf("%d webhook requests already in progress, retry", cap(h.slots)))
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.max))

@@ -500,6 +500,72 @@ func TestWebhookDefaultLimit(t *testing.T) {
 	}
 }
 
+// TestWebhookMaxInFlight holds MaxInFlight requests in the sink and checks
+// that the next one is refused with 503 before its body is read, that an
+// unauthenticated one is still refused with 401, and that a slot frees up
+// when a request ends.
+func TestWebhookMaxInFlight(t *testing.T) {
+	t.Parallel()
+	block := make(chan struct{})
+	sink := &whSink{block: block}
+	o := whOpts()
+	o.MaxInFlight, o.Timeout = 2, time.Minute
+	h := NewWebhookHandler(sink, o)
+	body := whNotification(whOKAlert)
+	codes := make(chan int, o.MaxInFlight)
+	for range o.MaxInFlight {
+		go func() { codes <- whServe(h, whPost(body)).Code }()
+	}
+	for deadline := time.Now().Add(10 * time.Second); len(sink.Calls()) < o.MaxInFlight; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d requests reached the sink, want %d", len(sink.Calls()), o.MaxInFlight)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	unread := &whCountingReader{r: strings.NewReader(body)}
+	r := whPost("")
+	r.Body, r.ContentLength = io.NopCloser(unread), int64(len(body))
+	w := whServe(h, r)
+	if w.Code != http.StatusServiceUnavailable || !strings.Contains(w.Body.String(), "2 webhook requests already in progress") {
+		t.Errorf("request over the limit: %d %q, want 503 naming the limit", w.Code, w.Body)
+	}
+	if unread.n != 0 {
+		t.Errorf("%d bytes of the refused request's body were read, want none", unread.n)
+	}
+	noToken := whPost(body)
+	noToken.Header.Del("Authorization")
+	if w := whServe(h, noToken); w.Code != http.StatusUnauthorized {
+		t.Errorf("unauthenticated request over the limit: %d, want 401", w.Code)
+	}
+	close(block)
+	for range o.MaxInFlight {
+		if c := <-codes; c != http.StatusOK {
+			t.Errorf("held request: status %d, want 200", c)
+		}
+	}
+	if w := whServe(h, whPost(body)); w.Code != http.StatusOK {
+		t.Errorf("request after the others ended: %d %q, want 200", w.Code, w.Body)
+	}
+	if n := len(sink.Calls()); n != o.MaxInFlight+1 {
+		t.Errorf("sink called %d times, want %d", n, o.MaxInFlight+1)
+	}
+	if got := testutil.ToFloat64(h.requests.WithLabelValues("503")); got != 1 {
+		t.Errorf("requests_total{code=\"503\"} = %v, want 1", got)
+	}
+}
+
+// whCountingReader counts the bytes read from r.
+type whCountingReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *whCountingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += n
+	return n, err
+}
+
 func TestWebhookSinkErrors(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
