@@ -45,8 +45,22 @@ func TestMain(m *testing.M) {
 	os.Exit(runTests(m))
 }
 
+// testNetns names the network namespace the test binary started in: a
+// descriptor of it, kept open while the tests run.
+var testNetns string
+
 func runTests(m *testing.M) int {
 	flag.Parse()
+	// Remember the namespace the tests run in before any test switches a
+	// thread: tests that make a new namespace check against it that they
+	// never make devices here.
+	self, err := os.Open("/proc/thread-self/ns/net")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "integration:", err)
+		return 1
+	}
+	defer self.Close()
+	testNetns = fmt.Sprintf("/proc/self/fd/%d", self.Fd())
 	dir, err := os.MkdirTemp("", "lwt-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "integration:", err)
@@ -720,41 +734,23 @@ func nsGet(nsPath, addr, path string) ([]byte, error) {
 // nsDo sends req over a TCP connection made inside the network namespace at
 // nsPath, and returns the status code and the body of the response.
 func nsDo(nsPath string, req *http.Request) (int, []byte, error) {
-	type result struct {
-		conn net.Conn
-		err  error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		// The thread switches namespace and is never unlocked, so the
-		// runtime discards it when this goroutine ends.
-		runtime.LockOSThread()
-		f, err := os.Open(nsPath)
-		if err != nil {
-			ch <- result{err: err}
-			return
-		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			ch <- result{err: fmt.Errorf("setns %s: %w", nsPath, err)}
-			return
-		}
-		// The socket is created on this thread, hence in the namespace;
-		// it stays there whichever thread uses it afterwards.
-		conn, err := net.DialTimeout("tcp", req.URL.Host, 5*time.Second)
-		ch <- result{conn, err}
-	}()
-	r := <-ch
-	if r.err != nil {
-		return 0, nil, r.err
-	}
-	defer r.conn.Close()
-	_ = r.conn.SetDeadline(time.Now().Add(10 * time.Second))
-	req.Close = true
-	if err := req.Write(r.conn); err != nil {
+	var conn net.Conn
+	// The socket is created in the namespace; it stays there whichever
+	// thread uses it afterwards.
+	err := inNetns(nsPath, func() (err error) {
+		conn, err = net.DialTimeout("tcp", req.URL.Host, 5*time.Second)
+		return err
+	})
+	if err != nil {
 		return 0, nil, err
 	}
-	resp, err := http.ReadResponse(bufio.NewReader(r.conn), req)
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	req.Close = true
+	if err := req.Write(conn); err != nil {
+		return 0, nil, err
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), req)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -764,6 +760,47 @@ func nsDo(nsPath string, req *http.Request) (int, []byte, error) {
 		return 0, nil, err
 	}
 	return resp.StatusCode, body, nil
+}
+
+// inNetns runs f on an OS thread switched into the network namespace at
+// nsPath, for creating sockets there (a socket stays in the namespace it was
+// created in). The thread is switched back before it is released. If that
+// fails it stays locked, and the runtime ends it with the goroutine, or,
+// if it is the main thread, parks it for good; either way no other code
+// runs on a thread in the wrong namespace. Even a parked main thread must
+// not stay elsewhere: /proc/self/ns/net shows the main thread's namespace,
+// and the tests compare namespaces with it.
+func inNetns(nsPath string, f func() error) error {
+	ch := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			ch <- fmt.Errorf("open this thread's network namespace: %w", err)
+			return // still locked: the thread goes
+		}
+		defer orig.Close()
+		target, err := os.Open(nsPath)
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- err
+			return
+		}
+		defer target.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			ch <- fmt.Errorf("setns %s: %w", nsPath, err)
+			return
+		}
+		ferr := f()
+		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
+			ch <- errors.Join(ferr, fmt.Errorf("switch back from %s: %w", nsPath, err))
+			return // still locked: the thread goes
+		}
+		runtime.UnlockOSThread()
+		ch <- ferr
+	}()
+	return <-ch
 }
 
 // ms formats a duration in milliseconds.

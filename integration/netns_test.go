@@ -1,15 +1,19 @@
 package integration
 
 import (
+	"bufio"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // The netns tests delete the namespace the exporter watches. A socket keeps
@@ -80,6 +84,20 @@ func nsVeths(t *testing.T, ns, peer netns, inner0, inner1, local, remote string)
 		"link set " + local + " up",
 	})
 	ip(t, peer, "link", "set", remote, "up")
+}
+
+// nsSame reports whether the namespace files a and b name the same
+// namespace.
+func nsSame(t *testing.T, a, b string) bool {
+	t.Helper()
+	var sa, sb unix.Stat_t
+	if err := unix.Stat(a, &sa); err != nil {
+		t.Fatalf("stat %s: %v", a, err)
+	}
+	if err := unix.Stat(b, &sb); err != nil {
+		t.Fatalf("stat %s: %v", b, err)
+	}
+	return sa.Dev == sb.Dev && sa.Ino == sb.Ino
 }
 
 // nsHasLink reports whether the namespace has the device.
@@ -327,10 +345,19 @@ func TestNetnsProcessExits(t *testing.T) {
 	requireRoot(t)
 	unshare := requireTool(t, "unshare")
 	peer := nsCreate(t, "nsprpeer")
-	sleeper := exec.Command(unshare, "--net", "--", "sleep", "600")
+	// unshare runs sh, which says so, only once the namespace exists; sh
+	// then execs sleep in the same process.
+	rd, wr, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	sleeper := exec.Command(unshare, "--net", "--", "sh", "-c", "echo unshared; exec sleep 600")
+	sleeper.Stdout = wr
 	if err := sleeper.Start(); err != nil {
 		t.Fatal(err)
 	}
+	_ = wr.Close()
 	pid := sleeper.Process.Pid
 	exited := make(chan struct{})
 	go func() {
@@ -341,18 +368,16 @@ func TestNetnsProcessExits(t *testing.T) {
 		_ = syscall.Kill(pid, syscall.SIGKILL) // our own child, by PID
 		<-exited
 	})
+	if line, err := bufio.NewReader(rd).ReadString('\n'); err != nil || line != "unshared\n" {
+		t.Fatalf("unshare --net: read %q, %v", line, err)
+	}
 	path := fmt.Sprintf("/proc/%d/ns/net", pid)
-	// unshare execs sleep once the namespace exists.
-	eventually(t, 5*time.Second, func() error {
-		self, err := os.Readlink("/proc/self/ns/net")
-		if err != nil {
-			return err
+	// Never make devices in the namespace the tests run in.
+	for _, other := range []string{testNetns, "/proc/thread-self/ns/net"} {
+		if nsSame(t, path, other) {
+			t.Fatalf("%s is the namespace of %s, not a new one", path, other)
 		}
-		if other, err := os.Readlink(path); err != nil || other == self {
-			return fmt.Errorf("%s is %q (%v), the test's is %q", path, other, err, self)
-		}
-		return nil
-	})
+	}
 	// Make the pair through a name attached for the moment, so that the
 	// devices are never in the host namespace; detaching leaves the
 	// process as the namespace's only holder.
@@ -364,6 +389,9 @@ func TestNetnsProcessExits(t *testing.T) {
 		}
 	})
 	nsRun(t, "ip", "netns", "attach", tmp.Name, fmt.Sprint(pid))
+	if !nsSame(t, tmp.Path, path) {
+		t.Fatalf("%s is not the namespace of %s", tmp.Path, path)
+	}
 	nsVeths(t, tmp, peer, "lwt-np0", "lwt-np1", "lwt-np2", "lwt-np3")
 	nsRun(t, "ip", "netns", "del", tmp.Name)
 
@@ -388,4 +416,52 @@ func TestNetnsProcessExits(t *testing.T) {
 	released := nsWaitLinkGone(t, peer, "lwt-np3", end, nsReleaseTimeout)
 	t.Logf("MEASURED: process namespace loss reported %v and namespace freed %v after the process was killed", lost.Round(time.Millisecond), released.Round(time.Millisecond))
 	nsWantLog(t, e, "level=WARN", "watched network namespace is gone", path)
+}
+
+// TestInNetnsRestoresThreads checks that inNetns leaves no thread of the
+// test binary in the namespace it switched to. A thread left there once
+// made the main thread (which the runtime parks rather than ends) sit in a
+// deleted test namespace, so that /proc/self/ns/net named that namespace
+// and TestNetnsProcessExits mistook the host's namespace for a new one.
+func TestInNetnsRestoresThreads(t *testing.T) {
+	requireRoot(t)
+	ns := nsCreate(t, "innetns")
+	var want unix.Stat_t
+	if err := unix.Stat(testNetns, &want); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := inNetns(ns.Path, func() error {
+				var st unix.Stat_t
+				if err := unix.Stat("/proc/thread-self/ns/net", &st); err != nil {
+					return err
+				}
+				if st.Ino == want.Ino {
+					return fmt.Errorf("f ran in the test's namespace, not in %s", ns.Name)
+				}
+				return nil
+			}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	tasks, err := filepath.Glob("/proc/self/task/*/ns/net")
+	if err != nil || len(tasks) == 0 {
+		t.Fatalf("threads of the test binary: %v, %v", tasks, err)
+	}
+	for _, task := range tasks {
+		var st unix.Stat_t
+		if err := unix.Stat(task, &st); err != nil {
+			continue // the thread has exited meanwhile
+		}
+		if st.Dev != want.Dev || st.Ino != want.Ino {
+			t.Errorf("thread %s is in another network namespace (inode %d, want %d)", task, st.Ino, want.Ino)
+		}
+	}
+	t.Logf("%d threads, all in the test's network namespace", len(tasks))
 }

@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -389,30 +388,12 @@ func foPing(t testing.TB, ns netns, dst string, timeout time.Duration) error {
 
 // foSocketIn creates a socket inside the network namespace at nsPath.
 func foSocketIn(nsPath string, domain, typ, proto int) (int, error) {
-	type result struct {
-		fd  int
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		// The thread switches namespace and is never unlocked, so the
-		// runtime discards it when this goroutine ends.
-		runtime.LockOSThread()
-		f, err := os.Open(nsPath)
-		if err != nil {
-			ch <- result{-1, err}
-			return
-		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			ch <- result{-1, fmt.Errorf("setns %s: %w", nsPath, err)}
-			return
-		}
-		fd, err := unix.Socket(domain, typ, proto)
-		ch <- result{fd, err}
-	}()
-	r := <-ch
-	return r.fd, r.err
+	fd := -1
+	err := inNetns(nsPath, func() (err error) {
+		fd, err = unix.Socket(domain, typ, proto)
+		return err
+	})
+	return fd, err
 }
 
 func foChecksum(b []byte) uint16 {
